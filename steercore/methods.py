@@ -53,11 +53,16 @@ def _broadcast(strength: Strength, x: Tensor) -> Strength:
     return strength.to(device=x.device, dtype=x.dtype).view(-1, *([1] * (x.ndim - 1)))
 
 
+def _norm(x: Tensor) -> Tensor:
+    """Per-token L2 norm [..., 1], accumulated in at least float32 (half-precision sums overflow)."""
+    acc = torch.promote_types(x.dtype, torch.float32)
+    return torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=acc)
+
+
 def _renormalize(x_new: Tensor, x_old: Tensor) -> Tensor:
-    """Rescale each token of x_new to the norm it had in x_old (norms in float32 for half precision)."""
-    old = torch.linalg.vector_norm(x_old, dim=-1, keepdim=True, dtype=torch.float32)
-    new = torch.linalg.vector_norm(x_new, dim=-1, keepdim=True, dtype=torch.float32)
-    scale = old / new.clamp_min(torch.finfo(torch.float32).tiny)
+    """Rescale each token of x_new to the norm it had in x_old."""
+    new = _norm(x_new)
+    scale = _norm(x_old) / new.clamp_min(torch.finfo(new.dtype).tiny)
     return x_new * scale.to(x_new.dtype)
 
 
@@ -153,7 +158,7 @@ class AddVector:
         (v,) = self._cast.get(self, ("v",), x)
         step = _broadcast(strength, x) * v  # [..., D]
         if self.scale_by_norm:
-            step = step * torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.float32).to(x.dtype)
+            step = step * _norm(x).to(x.dtype)
         out = x + step
         return _renormalize(out, x) if self.renormalize else out
 

@@ -1,0 +1,47 @@
+"""Steering plans built from statistics: one fitted map per (step, site)."""
+
+import pytest
+import torch
+
+from steercore import ActivationStats, ConfigError, ShapeMismatchError
+from steercore.plan import build_plan
+
+
+def stats(kind, steps, seed, dims={"down.0": 4, "up.0": 6}):
+    st = ActivationStats(kind, "all" if kind == "neutral" else "average")
+    g = torch.Generator().manual_seed(seed)
+    for step in steps:
+        for site, D in dims.items():
+            st.add(step, site, torch.randn(8, 5, D, generator=g) + seed)
+    return st
+
+
+def test_single_step_neutral_serves_every_step_of_per_step_concept_means():
+    neutral = stats("neutral", [0], 0)
+    src, tgt = stats("concept", [0, 1, 2], 1), stats("concept", [0, 1, 2], 2)
+    plan = build_plan("midsteer", src, tgt, neutral)
+    assert plan.steps == [0, 1, 2] and plan.sites == ["down.0", "up.0"]
+    m = plan.map_for(2, "up.0")
+    s, t = src.mean(2, "up.0"), tgt.mean(2, "up.0")
+    torch.testing.assert_close(m(s), t)  # fitted with step-2 concept means and step-0 μ, Σ
+    assert plan.map_for(1, "mid.0") is None
+    with pytest.raises(ConfigError, match="covers steps 0..2 but generation reached step 3"):
+        plan.map_for(3, "up.0")
+
+
+def test_one_step_plan_serves_all_steps_and_site_filter():
+    plan = build_plan("casteer", stats("concept", [0], 1), stats("concept", [0], 2), sites=["up.0"])
+    assert plan.sites == ["up.0"] and plan.map_for(49, "up.0") is plan.map_for(0, "up.0")
+
+
+def test_erasure_targets_mu_and_errors_are_one_line():
+    neutral = stats("neutral", [0], 0)
+    src = stats("concept", [0], 1)
+    plan = build_plan("leace", src, None, neutral)
+    torch.testing.assert_close(plan.map_for(0, "down.0")(src.mean(0, "down.0")), neutral.mean(0, "down.0"))
+    with pytest.raises(ConfigError, match="leace needs neutral statistics"):
+        build_plan("leace", src)
+    with pytest.raises(ShapeMismatchError, match="site 'down.0' is \\[4\\] in the concept means but \\[5\\]"):
+        build_plan("midsteer", src, None, stats("neutral", [0], 0, {"down.0": 5, "up.0": 6}))
+    with pytest.raises(ConfigError, match="no site to steer"):
+        build_plan("casteer", src, sites=["mid.0"])

@@ -1,0 +1,94 @@
+"""Streaming statistics: the Chan update, shard merges and the three aggregation modes."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from steercore import ActivationStats, ConfigError, Moments, ShapeMismatchError, aggregate
+
+f64 = torch.float64
+
+
+def rel(a, b):
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), k=st.integers(1, 6), D=st.integers(1, 16))
+def test_merge_of_k_shards_equals_covariance_of_concatenated_data(seed, k, D):
+    g = torch.Generator().manual_seed(seed)
+    sizes = torch.randint(1, 40, (k,), generator=g).tolist()
+    shards = [torch.randn(n, D, generator=g, dtype=f64) * 5 + 100 for n in sizes]  # large offset: stability
+    parts = []
+    for X in shards:
+        m = Moments(D)
+        for chunk in X.split(7):  # several batches per shard
+            m.update(chunk)
+        parts.append(m)
+    merged = parts[0]
+    for p in parts[1:]:
+        merged = merged.merge(p)
+    X = torch.cat(shards)
+    assert merged.n == X.shape[0]
+    assert rel(merged.mean, X.mean(0)) <= 1e-12
+    if X.shape[0] > 1:
+        assert rel(merged.cov, torch.cov(X.T).reshape(D, D)) <= 1e-10
+
+
+def test_float32_input_is_accumulated_in_float64():
+    X = torch.randn(1000, 8) + 1e4
+    m = Moments(8)
+    for chunk in X.split(100):
+        m.update(chunk)
+    assert m.mean.dtype == f64
+    assert rel(m.cov, torch.cov(X.to(f64).T)) <= 1e-10
+
+
+def test_aggregation_modes_respect_left_and_right_padding():
+    x = torch.arange(2 * 4 * 3, dtype=torch.float32).reshape(2, 4, 3)  # [B=2, T=4, D=3]
+    right = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
+    left = torch.tensor([[0, 1, 1, 1], [0, 0, 1, 1]])
+    assert torch.equal(aggregate(x, "all", right), torch.cat([x[0, :3], x[1, :2]]))
+    assert torch.equal(aggregate(x, "last", right), torch.stack([x[0, 2], x[1, 1]]))
+    assert torch.equal(aggregate(x, "last", left), torch.stack([x[0, 3], x[1, 3]]))
+    torch.testing.assert_close(aggregate(x, "average", left), torch.stack([x[0, 1:].mean(0), x[1, 2:].mean(0)]))
+    assert torch.equal(aggregate(x, "last"), x[:, -1])
+    assert torch.equal(aggregate(x, "average"), x.mean(1))
+    assert aggregate(x, "all").shape == (8, 3)
+    with pytest.raises(ConfigError, match="unknown aggregation 'mean'; choose one of all, average, last"):
+        aggregate(x, "mean")
+    with pytest.raises(ShapeMismatchError, match="attention mask is \\[2, 3\\]"):
+        aggregate(x, "all", right[:, :3])
+
+
+def test_activation_stats_per_site_and_step_and_shard_merge():
+    g = torch.Generator().manual_seed(0)
+    calls = [(step, site, torch.randn(3, 5, 4 if site == "a" else 6, generator=g))
+             for step in (0, 1) for site in ("a", "b") for _ in range(4)]
+    whole = ActivationStats("neutral", "all")
+    left, right = ActivationStats("neutral", "all"), ActivationStats("neutral", "all")
+    for i, (step, site, x) in enumerate(calls):
+        whole.add(step, site, x)
+        (left if i % 3 else right).add(step, site, x)
+    merged = left.merge(right)
+    assert merged.sites == {"a": 4, "b": 6} and merged.steps == [0, 1]
+    for key, m in whole.moments.items():
+        assert merged.moments[key].n == m.n == 60
+        assert rel(merged.moments[key].cov, m.cov) <= 1e-10
+    rows = torch.cat([x.reshape(-1, 4) for step, site, x in calls if (step, site) == (1, "a")]).to(f64)
+    assert rel(whole.cov(1, "a"), torch.cov(rows.T)) <= 1e-10
+
+
+def test_concept_means_track_no_covariance_and_single_step_serves_all_steps():
+    c = ActivationStats("concept", "average")
+    c.add(0, "up.0", torch.ones(2, 5, 3))
+    assert c.moments[(0, "up.0")].scatter is None
+    assert c.count(7, "up.0") == 2  # a single stored step serves every generation step
+    torch.testing.assert_close(c.mean(3, "up.0"), torch.ones(3, dtype=f64))
+    with pytest.raises(ConfigError, match="without covariance"):
+        c.cov(0, "up.0")
+    with pytest.raises(ShapeMismatchError, match="no site 'down.0'"):
+        c.mean(0, "down.0")
+    with pytest.raises(ConfigError, match="cannot merge concept/average statistics with neutral/all"):
+        c.merge(ActivationStats("neutral", "all"))
