@@ -1,0 +1,37 @@
+"""Train one testbed model (t2i, lm or clip) into a folder; the `train_testbed` rule calls this script.
+
+    python workflow_scripts/train_testbed.py t2i --out steercore/testbed/weights/t2i [--steps N] [--seed S]
+"""
+
+import argparse
+import json
+import sys
+
+import torch
+
+from steercore.errors import SteerError
+from steercore.testbed.train import DEFAULT_STEPS, train
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", choices=sorted(DEFAULT_STEPS), help="which testbed model to train")
+    parser.add_argument("--out", required=True, help="output folder (replaced atomically when training ends)")
+    parser.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the shipped run's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--max-seconds", type=float, default=None, help="stop early after this wall time")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    try:
+        result = train(args.model, args.out, steps=args.steps or DEFAULT_STEPS[args.model], seed=args.seed,
+                       max_seconds=args.max_seconds)
+    except SteerError as err:
+        sys.exit(f"train_testbed: {err}")
+    losses = result["losses"]
+    print(json.dumps({"model": args.model, "out": args.out, "steps": result["steps"],
+                      "first_loss": losses[0], "last_loss": losses[-1]}))
+
+
+if __name__ == "__main__":
+    main()
