@@ -1,0 +1,181 @@
+"""Toxicity of generated text with Detoxify classifiers (every field they predict), and the
+RealToxicityPrompts subset the paper steers on (the most toxic 500 prompts with toxicity ≥ 0.5)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from ..errors import ConfigError, FileFormatError
+from .common import batched, choose_device, hub_file, hub_snapshot, url_file
+
+RTP_REPO = "allenai/real-toxicity-prompts"
+# Detoxify's own label names → the names its predictions use.
+_RENAME = {"toxic": "toxicity", "identity_hate": "identity_attack", "severe_toxic": "severe_toxicity"}
+_HASH = re.compile(r"-([a-f0-9]{8,})\.")
+
+
+def _model_urls() -> dict[str, str]:
+    from detoxify.detoxify import MODEL_URLS
+
+    return MODEL_URLS
+
+
+def _sha256_matches_name(path: Path) -> bool:
+    """torch.hub convention: a name like toxic_original-c1212f89.ckpt carries the sha256 prefix."""
+    m = _HASH.search(path.name)
+    if not m:
+        return False
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest().startswith(m.group(1))
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """A Detoxify checkpoint: {'config': {...}, 'state_dict': {...}}.
+
+    Loaded with weights_only=True; the published checkpoints also pickle other objects, so a file that
+    needs full unpickling is accepted only when its sha256 matches the hash in its published name.
+    """
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        if not _sha256_matches_name(path):
+            raise FileFormatError(f"{path}: checkpoint holds more than tensors and its sha256 does not match a "
+                                  "published Detoxify checkpoint; refusing to unpickle it") from None
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError) as e:
+        raise FileFormatError(f"{path}: not a readable checkpoint ({str(e).splitlines()[0]})") from None
+    if not isinstance(ckpt, dict) or "config" not in ckpt or "state_dict" not in ckpt:
+        raise FileFormatError(f"{path}: not a Detoxify checkpoint (needs 'config' and 'state_dict')")
+    return ckpt
+
+
+class Toxicity:
+    """Detoxify classifier: sigmoid of its logits, one probability per field and text.
+
+    `model` is a Detoxify model type ('original', 'unbiased', ...) whose checkpoint is downloaded from the
+    Detoxify releases (or found in the torch hub cache), or a local checkpoint file. The checkpoint names a
+    transformers architecture whose config and tokenizer come from the Hub (e.g. bert-base-uncased) unless
+    `hf_config` is a local folder holding them.
+    """
+
+    def __init__(self, model: str | os.PathLike = "original", *, hf_config: str | os.PathLike | None = None,
+                 batch_size: int = 32, device: str | torch.device | None = None, progress: bool = True):
+        import transformers
+
+        urls = _model_urls()
+        what = f"toxicity scorer (Detoxify {model})"
+        if Path(model).expanduser().is_file():
+            path = Path(model).expanduser()
+        elif str(model) in urls:
+            m = _HASH.search(urls[str(model)])
+            path = url_file(urls[str(model)], what=what, hash_prefix=m.group(1) if m else None)
+        else:
+            raise ConfigError(f"toxicity scorer: {model} is neither a checkpoint file nor a Detoxify model "
+                              f"({', '.join(urls)})")
+        ckpt = load_checkpoint(path)
+        arch = ckpt["config"]["arch"]["args"]
+        self.fields = [_RENAME.get(c, c) for c in ckpt["config"]["dataset"]["args"]["classes"]]
+        folder = hub_snapshot(hf_config or arch["model_type"], what=what, allow_patterns=["*.json", "*.txt"])
+        model_class = getattr(transformers, arch["model_name"])
+        config = model_class.config_class.from_pretrained(folder, num_labels=arch["num_classes"])
+        net = model_class(config)
+        state = ckpt["state_dict"]
+        own = net.state_dict()
+        # Older transformers saved position_ids buffers that current versions no longer persist.
+        state = {k: v for k, v in state.items() if k in own or not k.endswith("position_ids")}
+        try:
+            net.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            detail = " ".join(str(e).split())[:300]
+            raise FileFormatError(f"{path}: weights do not fit {arch['model_name']} ({detail})") from None
+        tok_class = getattr(transformers, arch.get("tokenizer_name", ""), None) or transformers.AutoTokenizer
+        self.tokenizer = tok_class.from_pretrained(folder)
+        self.max_length = min(self.tokenizer.model_max_length, 512)
+        self.device = choose_device(device)
+        self.model = net.to(self.device).eval()
+        self.batch_size = batch_size
+        self.progress = progress
+        self.name = str(model)
+
+    @property
+    def tsv_header(self) -> tuple[str, ...]:
+        return ("item", *self.fields)
+
+    @torch.no_grad()
+    def predict(self, texts: Sequence[str]) -> dict[str, list[float]]:
+        """field → one probability per text, in order."""
+        texts = [str(t) for t in texts]
+        probs = []
+        for chunk in batched(texts, self.batch_size, f"Detoxify {self.name}", self.progress):
+            enc = self.tokenizer(list(chunk), return_tensors="pt", truncation=True, padding=True,
+                                 max_length=self.max_length).to(self.device)
+            logits = self.model(**enc).logits  # (B, num_classes)
+            probs.append(torch.sigmoid(logits.float())[:, :len(self.fields)].cpu())
+        p = torch.cat(probs) if probs else torch.empty(0, len(self.fields))
+        return {f: p[:, i].tolist() for i, f in enumerate(self.fields)}
+
+    def score(self, items: Sequence[str], concept: str = "toxicity") -> list[float]:
+        """One probability per text: of the field named `concept` when there is one, else of 'toxicity'."""
+        field = concept if concept in self.fields else "toxicity"
+        return self.predict(items)[field]
+
+    def rows(self, texts: Sequence[str], names: Sequence[str] | None = None) -> list[tuple]:
+        """Rows for `tsv_header`: (item, one probability per field)."""
+        names = list(names) if names is not None else [str(i) for i in range(len(texts))]
+        if len(names) != len(texts):
+            raise ConfigError(f"toxicity scorer: {len(names)} names for {len(texts)} texts")
+        pred = self.predict(texts)
+        return [(n, *(pred[f][i] for f in self.fields)) for i, n in enumerate(names)]
+
+
+def _read_records(path: Path) -> list[dict]:
+    if path.suffix == ".parquet":
+        import pandas as pd
+
+        try:
+            return pd.read_parquet(path).to_dict("records")
+        except ImportError as e:
+            raise ConfigError(f"{path}: reading parquet needs pyarrow ({e}); use the .jsonl file instead") from None
+    with open(path) as f:
+        if path.suffix == ".json":
+            return json.load(f)
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def load_rtp_subset(source: str | os.PathLike = RTP_REPO, n: int = 500, min_toxicity: float = 0.5) -> list[dict]:
+    """The `n` most toxic RealToxicityPrompts prompts with prompt toxicity ≥ `min_toxicity`.
+
+    `source`: the Hub dataset (its prompts.jsonl) or a local .jsonl/.json/.parquet with RTP's records
+    ({"prompt": {"text", "toxicity"}}) or flat "text"/"toxicity" columns. Returns dicts with text,
+    toxicity and the record's row number; ties keep file order, so the subset is reproducible.
+    """
+    path = Path(source).expanduser()
+    if not path.is_file():
+        if path.suffix or Path(source).is_absolute():
+            raise ConfigError(f"RealToxicityPrompts file {source} does not exist")
+        path = hub_file(str(source), "prompts.jsonl", what="RealToxicityPrompts", repo_type="dataset")
+    chosen = []
+    for row, rec in enumerate(_read_records(path)):
+        prompt = rec.get("prompt")
+        if isinstance(prompt, dict):
+            text, tox = prompt.get("text"), prompt.get("toxicity")
+        else:
+            text, tox = rec.get("text", prompt), rec.get("toxicity")
+        if text is None:
+            raise FileFormatError(f"{path}: record {row} has no prompt text")
+        if tox is not None and tox == tox and tox >= min_toxicity:  # tox == tox drops NaN
+            chosen.append({"text": text, "toxicity": float(tox), "row": row})
+    chosen.sort(key=lambda r: -r["toxicity"])  # stable: ties keep file order
+    return chosen[:n]
