@@ -21,11 +21,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--max-seconds", type=float, default=None, help="stop early after this wall time")
+    parser.add_argument("--checkpoint-dir", default=None, help="t2i only: also save step{k} checkpoints here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    extra = {"checkpoint_dir": args.checkpoint_dir} if args.checkpoint_dir else {}
     try:
         result = train(args.model, args.out, steps=args.steps or DEFAULT_STEPS[args.model], seed=args.seed,
-                       max_seconds=args.max_seconds)
+                       max_seconds=args.max_seconds, **extra)
     except SteerError as err:
         sys.exit(f"train_testbed: {err}")
     losses = result["losses"]

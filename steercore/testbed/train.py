@@ -81,11 +81,13 @@ class EMA:
             s.lerp_(p, 1 - d)
 
 
-def _lr_lambda(warmup: int, steps: int):
-    """Linear warm-up, then cosine decay to 10% of the peak."""
+def _lr_lambda(warmup: int, steps: int | None):
+    """Linear warm-up, then cosine decay to 10% of the peak; constant after warm-up if `steps` is None."""
     def f(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
+        if steps is None:
+            return 1.0
         progress = (step - warmup) / max(1, steps - warmup)
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
     return f
@@ -93,9 +95,13 @@ def _lr_lambda(warmup: int, steps: int):
 
 def train_t2i(out: str | Path, steps: int = 5000, batch_size: int = 32, lr: float = 1e-3, seed: int = 0,
               warmup: int = 200, ema_decay: float = 0.999, cond_dropout: float = 0.1, min_snr_gamma: float = 5.0,
-              max_seconds: float | None = None, checkpoint_every: int = 1000, progress: bool = True) -> dict:
+              max_seconds: float | None = None, checkpoint_every: int = 500, checkpoint_dir: str | Path | None = None,
+              progress: bool = True) -> dict:
     """Train testbed-t2i (ε-prediction, min-SNR-γ weighting, EMA) on shapes-world captions; save a diffusers
-    folder at `out`. Returns {"losses": [...], "steps": n} (steps may be fewer if `max_seconds` ran out)."""
+    folder at `out`. Returns {"losses": [...], "steps": n} (steps may be fewer if `max_seconds` ran out).
+
+    The learning rate is constant after warm-up, so the checkpoint at step k (in `checkpoint_dir`/step{k}) is
+    exactly what a run with `steps=k` produces."""
     from .t2i import build_pipeline, build_training_scheduler, images_to_latents
 
     started = time.time()
@@ -108,7 +114,7 @@ def train_t2i(out: str | Path, steps: int = 5000, batch_size: int = 32, lr: floa
     weight = torch.clamp(snr, max=min_snr_gamma) / snr  # min-SNR-γ for ε-prediction (Hang et al. 2023)
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(warmup, steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(warmup, None))
     ema_unet, ema_text = EMA(unet, ema_decay), EMA(text_encoder, ema_decay)
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -135,12 +141,13 @@ def train_t2i(out: str | Path, steps: int = 5000, batch_size: int = 32, lr: floa
         losses.append(loss.item())
         if step % 50 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-        if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
-            _save_t2i(pipe, ema_unet, ema_text, out.with_name(f"{out.name}.step{step + 1}"),
-                      _metadata("testbed-t2i", seed, step + 1, {"checkpoint": True}, started))
+        if checkpoint_dir and checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+            _save_t2i(pipe, ema_unet, ema_text, Path(checkpoint_dir) / f"step{step + 1}",
+                      _metadata("testbed-t2i", seed, step + 1, {"checkpoint_of": str(out)}, started))
         if max_seconds is not None and time.time() - started > max_seconds:
             break
     done = len(losses)
+    out.parent.mkdir(parents=True, exist_ok=True)
     _save_t2i(pipe, ema_unet, ema_text, out, _metadata(
         "testbed-t2i", seed, done, {"batch_size": batch_size, "lr": lr, "ema_decay": ema_decay,
                                     "final_loss_ema50": float(np.mean(losses[-50:]))}, started))
@@ -160,9 +167,123 @@ def _save_t2i(pipe, ema_unet: EMA, ema_text: EMA, out: Path, meta: dict) -> None
     _publish(tmp, out)
 
 
-TRAINERS = {"t2i": train_t2i}
+CLIP_CONFIG = {
+    "embed_dim": 64,
+    "vision_cfg": {"image_size": 32, "patch_size": 4, "width": 96, "layers": 3, "head_width": 32, "mlp_ratio": 2.0},
+    "text_cfg": {"context_length": 10, "vocab_size": None, "width": 64, "heads": 2, "layers": 2, "mlp_ratio": 2.0,
+                 "pool_type": "eos", "eos_id": None, "pad_id": None, "hf_tokenizer_name": "testbed-word-level"},
+}
+CLIP_PREPROCESS = {"size": 32, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "interpolation": "bicubic",
+                   "resize_mode": "shortest"}
+
+
+def _clip_texts(scenes: list, rng: np.random.Generator) -> list[str]:
+    """One text per scene: a full caption, 'colour shape', or a single colour or shape word."""
+    texts = []
+    for s in scenes:
+        kind = rng.integers(5)
+        texts.append([s.caption(rng), f"{s.colour} {s.shape}", s.colour, s.shape, f"a {s.colour} {s.shape}"][kind])
+    return texts
+
+
+def _clip_match(scenes: list, texts: list[str]) -> torch.Tensor:
+    """M[i, j] = 1 if text j is true of scene i (every attribute it states holds), [N, N]."""
+    facts = [{"colour": s.colour, "shape": s.shape, "size": s.size_word, "side": s.side_word} for s in scenes]
+    claims = [shapes.caption_attributes(t) for t in texts]
+    return torch.tensor([[float(all(f.get(k) == v for k, v in c.items())) for c in claims] for f in facts])
+
+
+def augment_images(scenes: list, rng: np.random.Generator, gen: torch.Generator) -> torch.Tensor:
+    """Renders with tinted, graded, noisy backgrounds, dimmed/brightened shapes and some blur, [N, 3, 32, 32]
+    in [-1, 1]; what a generator's imperfect output looks like, so the scorer is robust to it."""
+    n = len(scenes)
+    cover = shapes._shape_coverage(scenes)[:, None]  # (N, 1, H, W)
+    rgb = torch.tensor([s.rgb for s in scenes], dtype=torch.float32)[:, :, None, None]
+    rgb = (rgb * torch.empty(n, 1, 1, 1).uniform_(0.7, 1.1, generator=gen)).clamp(0, 1)
+    tint = torch.empty(n, 3, 1, 1).uniform_(0.0, 0.25, generator=gen)
+    ramp = torch.linspace(-1, 1, shapes.IMAGE_SIZE)
+    direction = torch.empty(n, 2).uniform_(-0.08, 0.08, generator=gen)
+    grade = direction[:, 0, None, None] * ramp[None, :, None] + direction[:, 1, None, None] * ramp[None, None, :]
+    bg = (tint + grade[:, None]).clamp(0, 1)
+    img = cover * rgb + (1 - cover) * bg
+    sigma = torch.empty(n, 1, 1, 1).uniform_(0.0, 0.1, generator=gen)
+    img = img + sigma * torch.randn(img.shape, generator=gen)
+    blur = torch.rand(n, generator=gen) < 0.3
+    if blur.any():
+        img[blur] = F.avg_pool2d(F.pad(img[blur], (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    return img.clamp(0, 1) * 2 - 1
+
+
+def clip_config(tokenizer) -> dict:
+    cfg = json.loads(json.dumps(CLIP_CONFIG))
+    cfg["text_cfg"].update(vocab_size=len(tokenizer), eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id)
+    return cfg
+
+
+def train_clip(out: str | Path, steps: int = 1500, batch_size: int = 128, lr: float = 2e-3, seed: int = 0,
+               warmup: int = 100, max_seconds: float | None = None, progress: bool = True) -> dict:
+    """Train the testbed open_clip model contrastively on shapes-world image/text pairs (multi-positive soft
+    targets: a text is a positive of every image it is true of); save it as an open_clip `local-dir:` folder."""
+    from open_clip import CLIP
+
+    from .t2i import build_tokenizer
+
+    started = time.time()
+    out = Path(out)
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer()
+    cfg = clip_config(tokenizer)
+    model = CLIP(**cfg).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(warmup, steps))
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    losses = []
+    bar = tqdm(range(steps), desc="train testbed-clip", disable=not progress)
+    for step in bar:
+        scenes = [shapes.sample_scene(rng) for _ in range(batch_size)]
+        clean = rng.random(batch_size) < 0.3
+        images = torch.where(torch.as_tensor(clean)[:, None, None, None], shapes.render(scenes),
+                             augment_images(scenes, rng, gen))
+        images = (images + 1) / 2  # CLIP preprocessing: [0, 1], then mean/std 0.5
+        images = (images - 0.5) / 0.5
+        texts = _clip_texts(scenes, rng)
+        ids = tokenizer(texts, padding="max_length", max_length=cfg["text_cfg"]["context_length"],
+                        truncation=True, return_tensors="pt").input_ids
+        match = _clip_match(scenes, texts)  # (B, B)
+        img = F.normalize(model.encode_image(images), dim=-1)
+        txt = F.normalize(model.encode_text(ids), dim=-1)
+        logits = model.logit_scale.exp() * img @ txt.T  # (B, B)
+        loss = 0.5 * (torch.sum(-match / match.sum(1, keepdim=True) * logits.log_softmax(1), 1).mean()
+                      + torch.sum(-match.T / match.T.sum(1, keepdim=True) * logits.T.log_softmax(1), 1).mean())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        losses.append(loss.item())
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+        if max_seconds is not None and time.time() - started > max_seconds:
+            break
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    config = {"model_cfg": cfg, "preprocess_cfg": CLIP_PREPROCESS}
+    (tmp / "open_clip_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "open_clip_model.safetensors")
+    tokenizer.save_pretrained(tmp)
+    write_metadata(tmp, _metadata("testbed-clip", seed, len(losses), {"batch_size": batch_size, "lr": lr,
+                                  "final_loss_ema20": float(np.mean(losses[-20:]))}, started))
+    _publish(tmp, out)
+    return {"losses": losses, "steps": len(losses)}
+
+
+TRAINERS = {"t2i": train_t2i, "clip": train_clip}
 #: Steps of the shipped runs (what `workflow_scripts/train_testbed.py` uses by default).
-DEFAULT_STEPS = {"t2i": 6000}
+DEFAULT_STEPS = {"t2i": 6000, "clip": 1500}
 
 
 def train(model: str, out: str | Path, **kwargs) -> dict:
