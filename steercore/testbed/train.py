@@ -28,13 +28,15 @@ META_FILE = "testbed_meta.json"
 
 
 def git_commit() -> str:
-    """HEAD of the repository this package lives in, '+dirty' if the working tree differs; 'unknown' outside git."""
+    """HEAD of the repository this package lives in, '+dirty' if the testbed code differs; 'unknown' outside git."""
     root = Path(__file__).resolve().parents[2]
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                               check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "steercore"], cwd=root,
-                               capture_output=True, text=True).stdout.strip()
+        # Only the testbed's own code decides what the weights are; edits elsewhere in the tree do not count.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "steercore/testbed",
+                                "workflow_scripts/train_testbed.py"], cwd=root, capture_output=True,
+                               text=True).stdout.strip()
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
