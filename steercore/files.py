@@ -136,3 +136,18 @@ def load_stats(path: str | os.PathLike, *, kind: str | None = None, expect_sites
         raise FileFormatError(f"{path}: corrupt tensor data ({str(e).splitlines()[0]}); "
                               "delete it and rerun the step that writes it") from None
     return stats
+
+
+def merge_stats_files(paths) -> ActivationStats:
+    """Merge statistics shards (same kind, aggregation and model) into one, exactly; sample counts add up."""
+    parts = [load_stats(p) for p in paths]
+    merged = parts[0]
+    for p, part in zip(paths[1:], parts[1:]):
+        if part.meta.get("model") != merged.meta.get("model"):
+            raise FileFormatError(f"{p}: model {part.meta.get('model')} differs from {merged.meta.get('model')} "
+                                  f"of {paths[0]}; shards must come from one model")
+        merged = merged.merge(part)
+    merged.meta["samples"] = sum(int(p.meta.get("samples", 0)) for p in parts)
+    merged.meta.pop("shard", None)
+    merged.meta["shards"] = len(parts)
+    return merged

@@ -1,0 +1,30 @@
+# Steerflow: cov -> vectors -> generate -> score -> pareto over models x concepts x methods x strengths.
+# `snakemake --cores 2` runs the testbed experiments listed in config/config.yaml; any experiment's figure is
+# `snakemake --cores 1 results/pareto/<experiment>.pdf`. See README.md.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "config/schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/testbed.smk"
+include: "rules/cov.smk"
+include: "rules/vectors.smk"
+include: "rules/generate.smk"
+include: "rules/score.smk"
+include: "rules/pareto.smk"
+
+
+report: "report/workflow.rst"
+
+
+rule all:
+    input:
+        default_targets(),
+    default_target: True

@@ -1,0 +1,104 @@
+# Helpers and input functions shared by the rule files. Every experiment preset is loaded and validated
+# here, at parse time, so a bad config stops the run before any job starts, with one line naming the key.
+import os
+import sys
+from pathlib import Path
+
+from steercore.errors import SteerError
+from steercore.experiment import ROOT, list_experiments, load_experiment
+
+# Jobs run `python`: make it the interpreter running Snakemake (the project's .venv) unless a conda env
+# activated for the job puts its own first.
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+wildcard_constraints:
+    model="[A-Za-z0-9_.-]+",
+    covid="[A-Za-z0-9_-]+",
+    vecid="[0-9a-f]{8}",
+    concept="[A-Za-z0-9_]+",
+    experiment="[A-Za-z0-9_]+",
+    shard="[0-9]+",
+    shards="[0-9]+",
+
+
+def _load_all():
+    try:
+        exps = {name: load_experiment(name) for name in list_experiments()}
+        missing = [e for e in config["experiments"] if e not in exps]
+        if missing:
+            raise SteerError(f"config/config.yaml: experiments: unknown experiment '{missing[0]}'; "
+                             f"presets: {', '.join(exps)}")
+        return exps
+    except SteerError as e:
+        sys.exit(f"Steerflow config error: {e}")
+
+
+EXPERIMENTS = _load_all()
+DEVICE = config["device"]
+THREADS = config["threads"]
+# GPU memory (MB of host RAM for the job) by model kind; models beyond 7B should raise it in a profile.
+MEM_MB = {"t2i": 32000, "lm": 48000}
+
+
+def cov_path(exp):
+    return exp.cov_path()
+
+
+def vectors_path(exp, concept):
+    return exp.vectors_path(concept)
+
+
+def _owner(match):
+    """The first experiment whose derived path satisfies `match` (all such experiments agree on it)."""
+    for name, exp in EXPERIMENTS.items():
+        if match(exp):
+            return name
+    raise ValueError("no experiment produces this file")
+
+
+def cov_owner(w):
+    return _owner(lambda e: e.stats_dir == w.model and e.cov_id() == w.covid)
+
+
+def vectors_owner(w):
+    return _owner(lambda e: e.stats_dir == w.model and e.vectors_id() == w.vecid
+                  and w.concept in e.concepts)
+
+
+def cov_shards(w):
+    exp = EXPERIMENTS[cov_owner(w)]
+    k = exp["cov"]["shards"]
+    return [f"results/cov/{w.model}/shards/{w.covid}.{i}of{k}.safetensors" for i in range(k)]
+
+
+def mem_of(exp_name):
+    return MEM_MB[EXPERIMENTS[exp_name].model_kind]
+
+
+def generate_inputs(w):
+    exp = EXPERIMENTS[w.experiment]
+    inputs = {f"vectors_{c}": vectors_path(exp, c) for c in exp.concepts}
+    if exp.needs_cov:
+        inputs["cov"] = cov_path(exp)
+    return inputs
+
+
+def is_t2i(name):
+    return EXPERIMENTS[name].model_kind == "t2i"
+
+
+def default_targets():
+    out = []
+    for name in config["experiments"]:
+        out += [f"results/pareto/{name}.pdf", f"results/pareto/{name}.svg"]
+        if is_t2i(name):
+            out.append(f"results/pareto/{name}_grid.png")
+    return out
+
+
+def log(rule, pattern):
+    return f"logs/{rule}/{pattern}.log"
+
+
+def bench(rule, pattern):
+    return f"results/benchmarks/{rule}/{pattern}.tsv"

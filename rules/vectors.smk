@@ -1,0 +1,21 @@
+# vectors: the mean activation of each concept's prompts per site (and step).
+
+
+rule vectors:
+    output:
+        "results/vectors/{model}/{vecid}/{concept}.safetensors",
+    params:
+        experiment=lambda w: vectors_owner(w),
+    log:
+        log("vectors", "{model}/{vecid}/{concept}"),
+    benchmark:
+        bench("vectors", "{model}/{vecid}/{concept}")
+    threads: THREADS
+    resources:
+        gpu=1,
+        mem_mb=lambda w: mem_of(vectors_owner(w)),
+    conda:
+        "../envs/steerflow.yaml"
+    shell:
+        "python workflow_scripts/collect.py concept --experiment {params.experiment} --concept {wildcards.concept}"
+        " --device {DEVICE} --threads {threads} --out {output} > {log} 2>&1"

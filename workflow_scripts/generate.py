@@ -1,0 +1,25 @@
+"""generate stage: images or answers for the baseline and every method x strength of an experiment."""
+
+import argparse
+from pathlib import Path
+
+from steercore.cli import add_common_args, job_device, main_guard
+from steercore.experiment import ROOT, load_experiment
+from steercore.generate import generate_experiment
+
+
+@main_guard
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--experiment", required=True)
+    p.add_argument("--manifest", required=True, type=Path)
+    add_common_args(p)
+    a = p.parse_args()
+    exp = load_experiment(a.experiment)
+    with job_device(a.device, a.threads) as device:
+        n = generate_experiment(exp, a.manifest.resolve(), device=device, root=ROOT)
+    print(f"{n} outputs listed in {a.manifest}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+"""Image grid of an experiment: one row per condition, the same prompts and seeds in every column."""
+
+import argparse
+from pathlib import Path
+
+from steercore.cli import main_guard
+from steercore.figures import experiment_grid
+
+
+@main_guard
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--manifest", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--columns", type=int, default=12)
+    a = p.parse_args()
+    experiment_grid(a.manifest, a.out, columns=a.columns)
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()

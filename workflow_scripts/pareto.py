@@ -1,0 +1,31 @@
+"""pareto stage: Pareto plot (PDF and SVG), the points with their frontier flags (TSV), a LaTeX table."""
+
+import argparse
+from pathlib import Path
+
+from steercore.cli import main_guard
+from steercore.experiment import load_experiment
+from steercore.figures import render_experiment_pareto
+
+
+@main_guard
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--experiment", required=True)
+    p.add_argument("--concept", required=True, type=Path, help="concept_scores.tsv")
+    p.add_argument("--preservation", required=True, type=Path, help="preservation.tsv")
+    p.add_argument("--pdf", required=True, type=Path)
+    p.add_argument("--svg", required=True, type=Path)
+    p.add_argument("--points", required=True, type=Path)
+    p.add_argument("--table", required=True, type=Path)
+    a = p.parse_args()
+    exp = load_experiment(a.experiment)
+    result = render_experiment_pareto(exp, a.concept, a.preservation, figures=[a.pdf, a.svg], points=a.points,
+                                      table=a.table)
+    for pt in [result.baseline, *result.points]:
+        print(f"{pt.method:>12} {pt.strength:4g}  x={pt.x:.4f}  y={pt.y:.4f}{'  frontier' if pt.frontier else ''}")
+    print(f"goal y={result.goal:.4f}")
+
+
+if __name__ == "__main__":
+    main()
