@@ -1,15 +1,21 @@
 # Helpers and input functions shared by the rule files. Every experiment preset is loaded and validated
 # here, at parse time, so a bad config stops the run before any job starts, with one line naming the key.
-import os
 import sys
-from pathlib import Path
 
 from steercore.errors import SteerError
 from steercore.experiment import ROOT, list_experiments, load_experiment
 
-# Jobs run `python`: make it the interpreter running Snakemake (the project's .venv) unless a conda env
-# activated for the job puts its own first.
-os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def _python():
+    """The interpreter jobs run: the job's conda env under --software-deployment-method conda, else the one
+    running Snakemake (the project's .venv), whatever PATH says."""
+    from snakemake.settings.types import DeploymentMethod
+
+    return "python" if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method else sys.executable
+
+
+PYTHON = _python()
 
 wildcard_constraints:
     model="[A-Za-z0-9_.-]+",

@@ -7,6 +7,8 @@ rule cov_shard:
     output:
         temp("results/cov/{model}/shards/{covid}.{shard}of{shards}.safetensors"),
     params:
+        python=PYTHON,
+        device=DEVICE,
         experiment=lambda w: cov_owner(w),
     log:
         log("cov_shard", "{model}/{covid}.{shard}of{shards}"),
@@ -19,8 +21,8 @@ rule cov_shard:
     conda:
         "../envs/steerflow.yaml"
     shell:
-        "python workflow_scripts/collect.py neutral --experiment {params.experiment}"
-        " --shard {wildcards.shard} --shards {wildcards.shards} --device {DEVICE} --threads {threads}"
+        "{params.python} workflow_scripts/collect.py neutral --experiment {params.experiment}"
+        " --shard {wildcards.shard} --shards {wildcards.shards} --device {params.device} --threads {threads}"
         " --out {output} > {log} 2>&1"
 
 
@@ -29,6 +31,8 @@ rule cov:
         cov_shards,
     output:
         "results/cov/{model}/{covid}.safetensors",
+    params:
+        python=PYTHON,
     log:
         log("cov", "{model}/{covid}"),
     benchmark:
@@ -39,4 +43,4 @@ rule cov:
     conda:
         "../envs/steerflow.yaml"
     shell:
-        "python workflow_scripts/merge_stats.py --out {output} {input} > {log} 2>&1"
+        "{params.python} workflow_scripts/merge_stats.py --out {output} {input} > {log} 2>&1"

@@ -8,6 +8,9 @@ rule generate:
         unpack(generate_inputs),
     output:
         manifest="results/generate/{experiment}/manifest.tsv",
+    params:
+        python=PYTHON,
+        device=DEVICE,
     log:
         log("generate", "{experiment}"),
     benchmark:
@@ -19,5 +22,5 @@ rule generate:
     conda:
         "../envs/steerflow.yaml"
     shell:
-        "python workflow_scripts/generate.py --experiment {wildcards.experiment} --device {DEVICE}"
+        "{params.python} workflow_scripts/generate.py --experiment {wildcards.experiment} --device {params.device}"
         " --threads {threads} --manifest {output.manifest} > {log} 2>&1"

@@ -12,6 +12,8 @@ rule pareto:
                    labels={"experiment": "{experiment}"}),
         points="results/pareto/{experiment}.tsv",
         table="results/pareto/{experiment}.tex",
+    params:
+        python=PYTHON,
     log:
         log("pareto", "{experiment}"),
     benchmark:
@@ -22,7 +24,7 @@ rule pareto:
     conda:
         "../envs/steerflow.yaml"
     shell:
-        "python workflow_scripts/pareto.py --experiment {wildcards.experiment} --concept {input.concept}"
+        "{params.python} workflow_scripts/pareto.py --experiment {wildcards.experiment} --concept {input.concept}"
         " --preservation {input.preservation} --pdf {output.pdf} --svg {output.svg} --points {output.points}"
         " --table {output.table} > {log} 2>&1"
 
@@ -33,6 +35,8 @@ rule grid:
     output:
         report("results/pareto/{experiment}_grid.png", caption="../report/grid.rst", category="Samples",
                labels={"experiment": "{experiment}"}),
+    params:
+        python=PYTHON,
     log:
         log("grid", "{experiment}"),
     benchmark:
@@ -43,4 +47,4 @@ rule grid:
     conda:
         "../envs/steerflow.yaml"
     shell:
-        "python workflow_scripts/grid.py --manifest {input.manifest} --out {output} > {log} 2>&1"
+        "{params.python} workflow_scripts/grid.py --manifest {input.manifest} --out {output} > {log} 2>&1"

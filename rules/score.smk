@@ -10,6 +10,9 @@ rule score:
                        category="Scores", subcategory="{experiment}"),
         preservation=report("results/scores/{experiment}/preservation.tsv", caption="../report/scores.rst",
                             category="Scores", subcategory="{experiment}"),
+    params:
+        python=PYTHON,
+        device=DEVICE,
     log:
         log("score", "{experiment}"),
     benchmark:
@@ -21,6 +24,6 @@ rule score:
     conda:
         "../envs/steerflow.yaml"
     shell:
-        "python workflow_scripts/score.py --experiment {wildcards.experiment} --manifest {input.manifest}"
-        " --device {DEVICE} --threads {threads} --concept-out {output.concept}"
+        "{params.python} workflow_scripts/score.py --experiment {wildcards.experiment} --manifest {input.manifest}"
+        " --device {params.device} --threads {threads} --concept-out {output.concept}"
         " --preservation-out {output.preservation} > {log} 2>&1"

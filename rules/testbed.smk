@@ -8,6 +8,8 @@ rule train_testbed:
         directory("results/testbed/{testbed_model}"),
     wildcard_constraints:
         testbed_model="t2i|lm|clip",
+    params:
+        python=PYTHON,
     log:
         log("train_testbed", "{testbed_model}"),
     benchmark:
@@ -18,5 +20,5 @@ rule train_testbed:
     conda:
         "../envs/steerflow.yaml"
     shell:
-        "python workflow_scripts/train_testbed.py {wildcards.testbed_model} --out {output} --threads {threads}"
+        "{params.python} workflow_scripts/train_testbed.py {wildcards.testbed_model} --out {output} --threads {threads}"
         " > {log} 2>&1"

@@ -5,6 +5,8 @@ rule vectors:
     output:
         "results/vectors/{model}/{vecid}/{concept}.safetensors",
     params:
+        python=PYTHON,
+        device=DEVICE,
         experiment=lambda w: vectors_owner(w),
     log:
         log("vectors", "{model}/{vecid}/{concept}"),
@@ -17,5 +19,5 @@ rule vectors:
     conda:
         "../envs/steerflow.yaml"
     shell:
-        "python workflow_scripts/collect.py concept --experiment {params.experiment} --concept {wildcards.concept}"
-        " --device {DEVICE} --threads {threads} --out {output} > {log} 2>&1"
+        "{params.python} workflow_scripts/collect.py concept --experiment {params.experiment} --concept {wildcards.concept}"
+        " --device {params.device} --threads {threads} --out {output} > {log} 2>&1"

@@ -20,7 +20,16 @@ import yaml
 
 from .errors import ConfigError
 
-ROOT = Path(__file__).resolve().parent.parent  # the repository (config/ and results/ live here)
+
+
+def find_root() -> Path:
+    """The workflow directory whose config/ and results/ are used: the working directory when it holds
+    config/experiments (Snakemake runs jobs there, also in a copy of the workflow), else this repository."""
+    here = Path.cwd()
+    return here if (here / "config" / "experiments").is_dir() else Path(__file__).resolve().parent.parent
+
+
+ROOT = find_root()
 SCHEMA = ROOT / "config" / "experiment.schema.yaml"
 BASELINE = ("none", 0.0)
 

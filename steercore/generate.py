@@ -126,6 +126,8 @@ def run_generation(exp: Experiment, target, out_dir: Path, plans: dict[str, Stee
     """
     is_lm = isinstance(target, tuple)
     ext = "txt" if is_lm else "png"
+    for stale in out_dir.glob(f"*/*/.*.{ext}"):  # temporaries of a run killed mid-write (never a final name)
+        stale.unlink()
     samples = experiment_samples(exp)
     work: list[tuple[Condition, Sample]] = []
     manifest = []
