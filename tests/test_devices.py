@@ -2,10 +2,13 @@
 
 import multiprocessing
 import os
+import re
 import signal
+import subprocess
 import sys
 import time
 import types
+from pathlib import Path
 
 import pytest
 
@@ -141,3 +144,32 @@ def test_crashed_holder_releases_its_id(tmp_path, how):
             child.kill()
     with acquire_device("5", timeout=5) as device:
         assert device == "cuda:0" and os.environ[VISIBLE_VAR] == "5"
+
+
+STAND_IN = Path(__file__).parent / "data" / "slurm_workflow" / "Snakefile"
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_local_gpus_profile_gives_each_gpu_job_its_own_device(tmp_path):
+    """profiles/local-gpus with two fake GPUs: four GPU jobs, two at a time, never two on one id."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "STEERFLOW_GPU", VISIBLE_VAR))}
+    env.update(STEERFLOW_GPUS="0,1", STEERFLOW_GPU_LOCK_DIR=str(tmp_path / "locks"), HF_HUB_OFFLINE="1")
+    run = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(STAND_IN), "--directory", str(tmp_path / "wf"),
+         "--workflow-profile", "none", "--profile", str(REPO / "profiles" / "local-gpus"),
+         "--config", "samples=a,b,c,d", "hold=1.5"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-4000:]
+    log = next((tmp_path / "wf" / ".snakemake" / "log").glob("*.log")).read_text()
+    assert re.search(r"Provided resources: gpu=(Resource\(\"gpu\", )?2\b", log)  # sized from STEERFLOW_GPUS
+    rows = []
+    for path in sorted((tmp_path / "wf" / "provenance").glob("generate-*.tsv")):
+        header, values = path.read_text().splitlines()
+        rows.append(dict(zip(header.split("\t"), values.split("\t"))))
+    assert len(rows) == 4
+    assert all(r["device"] == "cuda:0" and r["cuda_visible_devices"] in {"0", "1"} for r in rows), rows
+    spans = [(r["cuda_visible_devices"], float(r["start"]), float(r["end"])) for r in rows]
+    overlaps = [(a, b) for i, a in enumerate(spans) for b in spans[i + 1:] if a[1] < b[2] and b[1] < a[2]]
+    assert overlaps, "the two GPUs were never used at the same time"
+    assert all(a[0] != b[0] for a, b in overlaps), f"two jobs held the same GPU at once: {overlaps}"

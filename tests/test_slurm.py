@@ -36,12 +36,15 @@ SLURM_RUN_TIMEOUT = 420
 
 
 def run_workflow(profile: Path | None, targets: list[str], workdir: Path, args: list[str] = (),
-                 timeout: float = SLURM_RUN_TIMEOUT) -> subprocess.CompletedProcess:
-    """Run SNAKEFILE in `workdir` with `profile` (None: locally on 2 cores); stdout+stderr in `.stdout`."""
+                 timeout: float = SLURM_RUN_TIMEOUT, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run SNAKEFILE in `workdir` with `profile` (None: locally on 2 cores); stdout+stderr in `.stdout`.
+
+    The caller's SLURM and Steerflow site settings are dropped, so the run sees only the test's (`env`).
+    """
     workdir.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SLURM_", "SBATCH_", "SRUN_", "STEERFLOW_SLURM_", "STEERFLOW_GPU"))}
-    env["HF_HUB_OFFLINE"] = "1"
+    env = {**{k: v for k, v in os.environ.items()
+              if not k.startswith(("SLURM_", "SBATCH_", "SRUN_", "STEERFLOW_SLURM_", "STEERFLOW_GPU"))},
+           "HF_HUB_OFFLINE": "1", **(env or {})}
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
            "--workflow-profile", WORKFLOW_PROFILE, *WORKFLOW_ARGS, *args]
     cmd += ["--profile", str(profile)] if profile is not None else ["--cores", "2"]
@@ -88,7 +91,10 @@ def test_workflow_on_slurm_matches_local_run(cluster, tmp_path):
 
     profile = fit_profile(REPO / "profiles" / "slurm", tmp_path / "profile", **cluster.hardware)
     t0 = time.monotonic()
-    run = run_workflow(profile, TARGETS, tmp_path / "slurm", args=SLURM_TEST_ARGS)
+    # A local GPU pool in the submitting shell is exported to the jobs (--export=ALL): the jobs must still
+    # use the GPU SLURM allocated, not one of these.
+    run = run_workflow(profile, TARGETS, tmp_path / "slurm", args=SLURM_TEST_ARGS,
+                       env={"STEERFLOW_GPUS": "5,6", "STEERFLOW_GPU_LOCK_DIR": str(tmp_path / "locks")})
     wall = time.monotonic() - t0
     assert run.returncode == 0, f"{run.stdout[-6000:]}\n{cluster.diagnostics()}"
 
@@ -134,8 +140,9 @@ def check_job_provenance(workdir: Path, jobs: dict[str, str]) -> None:
         row = dict(zip(header.split("\t"), values.split("\t")))
         rule = path.stem.split("-")[0]
         assert jobs.get(row["job_id"]) == rule, (path.name, row, jobs)
-        if rule in GPU_RULES:  # SLURM set CUDA_VISIBLE_DEVICES to the fake GPU it allocated
+        if rule in GPU_RULES:  # SLURM set CUDA_VISIBLE_DEVICES to the fake GPU it allocated; the pool kept out
             assert row["cuda_visible_devices"] in {"0", "1"} and row["job_gpus"] == row["cuda_visible_devices"]
+            assert row["device"] != "cuda:0", row
         else:
             assert row["cuda_visible_devices"] == "unset" and row["job_gpus"] == "none"
         seen[row["job_id"]] = rule
