@@ -1,0 +1,83 @@
+"""The workflow end to end on the `ci` preset: outputs, Pareto table, report, and resume after SIGKILL."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from steercore.experiment import ROOT
+from steercore.pareto import CONCEPT_HEADER, POINTS_HEADER, PRESERVATION_HEADER, read_tsv
+
+pytestmark = pytest.mark.slow
+PARTS = ("Snakefile", "rules", "config", "report", "profiles", "envs", "workflow_scripts")
+
+
+def workflow_copy(dest: Path) -> Path:
+    """A copy of the workflow files, so that the test writes its own results/ and logs/."""
+    for part in PARTS:
+        subprocess.run(["cp", "-r", str(ROOT / part), str(dest / part)], check=True)
+    return dest
+
+
+def snakemake(cwd: Path, *args, **kw) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, **kw)
+
+
+def finish(proc: subprocess.Popen, timeout: int = 900) -> str:
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out[-4000:]
+    return out
+
+
+def test_ci_preset_runs_end_to_end_and_resumes_after_sigkill(tmp_path):
+    wf = workflow_copy(tmp_path)
+    # smaller batches: the generate job then writes its images over several seconds, long enough to kill it
+    ci = wf / "config/experiments/ci.yaml"
+    ci.write_text(ci.read_text().replace("batch_size: 32", "batch_size: 4"))
+    gen = wf / "results/generate/ci"
+
+    proc = snakemake(wf, "results/pareto/ci.pdf")
+    deadline = time.time() + 600
+    while time.time() < deadline and len(list(gen.glob("*/*/*.png"))) < 12:
+        assert proc.poll() is None, "snakemake ended before the generate stage was killed: " + proc.stdout.read()[-3000:]
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # snakemake and its job, mid-generation
+    proc.wait()
+    before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in gen.glob("*/*/*.png")}
+    assert 12 <= len(before) < 84, len(before)
+    assert not (gen / "manifest.tsv").exists()
+
+    finish(snakemake(wf, "results/pareto/ci.pdf", "results/pareto/ci_grid.png"))
+    after = list(gen.glob("*/*/*.png"))
+    assert len(after) == 84  # 7 conditions x 3 concepts x 2 prompts x 2 seeds
+    for p, stamp in before.items():  # images finished before the kill were not redone
+        assert (p.stat().st_ino, p.stat().st_mtime_ns) == stamp, p
+    assert not [p for p in gen.rglob(".*")], "temporary files left behind"
+
+    manifest = read_tsv(gen / "manifest.tsv")
+    assert len(manifest) == 84 and {r["condition"] for r in manifest} >= {"none-0", "midsteer-2", "casteer-1"}
+    scores = wf / "results/scores/ci"
+    concept_rows = read_tsv(scores / "concept_scores.tsv")
+    assert list(concept_rows[0]) == CONCEPT_HEADER
+    assert len(concept_rows) == 7 * (2 + 2 + 3)  # source/target prompts: 2 scored concepts; green: 3
+    assert all(int(r["n"]) == 4 for r in concept_rows)
+    assert list(read_tsv(scores / "preservation.tsv")[0]) == PRESERVATION_HEADER
+    points = read_tsv(wf / "results/pareto/ci.tsv")
+    assert list(points[0]) == POINTS_HEADER
+    assert sum(r["frontier"] == "true" for r in points) >= 1
+    for name in ("ci.pdf", "ci.svg", "ci.tex", "ci_grid.png"):
+        assert (wf / "results/pareto" / name).stat().st_size > 500, name
+    assert (wf / "results/cov/testbed-t2i").is_dir() and not list((wf / "results/cov").rglob("shards/*.safetensors"))
+
+    # nothing left to do, and the report renders the plots and grids
+    out = finish(snakemake(wf, "results/pareto/ci.pdf", "-n"))
+    assert "Nothing to be done" in out
+    finish(snakemake(wf, "results/pareto/ci.svg", "results/pareto/ci_grid.png", "--report", "report.html"))
+    html = (wf / "report.html").read_text(errors="replace")
+    assert "ci_grid.png" in html and "ci.svg" in html
