@@ -1,7 +1,8 @@
-"""profiles/slurm on a real single-node SLURM cluster (tests/slurm_cluster.py): the workflow's outputs equal
-those of a local run, and SLURM — not Snakemake's local executor — ran every job, GPU jobs with a GPU.
+"""profiles/slurm: what it asks SLURM for (fast, everywhere), and a run on a real single-node SLURM cluster
+(tests/slurm_cluster.py) whose outputs equal those of a local run, with SLURM — not Snakemake's local
+executor — running every job, GPU jobs with a GPU.
 
-Needs root and Debian (CI): the cluster fixture installs slurm-wlm and munge with .ci/slurm-setup if missing.
+The cluster test needs root and Debian (CI): it installs slurm-wlm and munge with .ci/slurm-setup if missing.
 """
 
 from __future__ import annotations
@@ -18,9 +19,13 @@ import pytest
 import yaml
 import yte
 
+from snakemake.profiles import ProfileConfigFileParser
+
 from slurm_cluster import REPO, slurm_cluster
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+SLURM_PROFILE = REPO / "profiles" / "slurm"
+GPU_RULE_NAMES = ["cov", "cov_shard", "vectors", "generate", "score"]
+CPU_RULE_NAMES = ["cov_merge", "pareto", "paper", "train_testbed"]
 
 # What runs: the stand-in workflow until the real `ci` preset exists (see the note at the end of the file).
 SNAKEFILE = REPO / "tests" / "data" / "slurm_workflow" / "Snakefile"
@@ -75,6 +80,67 @@ def tree(root: Path, under: list[str]) -> dict[str, bytes]:
             if p.is_file()}
 
 
+def render_profile(monkeypatch, **site) -> dict:
+    """profiles/slurm as Snakemake reads it, with the given STEERFLOW_SLURM_* settings (and no others)."""
+    for var in [v for v in os.environ if v.startswith("STEERFLOW_SLURM_")]:
+        monkeypatch.delenv(var)
+    for var, value in site.items():
+        monkeypatch.setenv(f"STEERFLOW_SLURM_{var.upper()}", value)
+    with open(SLURM_PROFILE / "config.yaml") as f:
+        args = ProfileConfigFileParser().parse(f)
+    rules = {}
+    for item in args["set-resources"]:
+        rule, _, assignment = item.partition(":")
+        key, _, value = assignment.partition("=")
+        rules.setdefault(rule, {})[key] = value
+    args["set-resources"] = rules
+    args["default-resources"] = dict(item.split("=", 1) for item in args["default-resources"])
+    return args
+
+
+def test_profile_defaults_leave_site_settings_to_slurm(monkeypatch):
+    args = render_profile(monkeypatch)
+    assert args["executor"] == "slurm" and int(args["retries"]) >= 1 and int(args["latency-wait"]) >= 30
+    # No status command is forced: a cluster with accounting keeps the plugin's sacct default.
+    assert not any(key.startswith("slurm-status") for key in args)
+    rules = args["set-resources"]
+    assert sorted(rules) == sorted(GPU_RULE_NAMES + CPU_RULE_NAMES)
+    for rule in GPU_RULE_NAMES:
+        assert rules[rule]["gpu"] == "1" and int(rules[rule]["cpus_per_gpu"]) >= 1, rule
+        assert int(rules[rule]["mem_mb"]) > 0 and "attempt" in rules[rule]["runtime"], rule
+    for rule in CPU_RULE_NAMES:
+        assert "gpu" not in rules[rule] and "cpus_per_gpu" not in rules[rule], rule
+    everything = [args["default-resources"], *rules.values()]
+    assert not any({"slurm_partition", "slurm_account", "gpu_model", "gres"} & set(r) for r in everything)
+
+
+def test_profile_takes_partition_account_and_gpu_model_from_the_environment(monkeypatch):
+    args = render_profile(monkeypatch, partition="all", account="123456", gpu_partition="gpu-h100",
+                          gpu_model="h100")
+    rules = args["set-resources"]
+    # Quoted, so Snakemake's evaluation keeps the builtin-named partition "all" and the numeric account strings.
+    assert args["default-resources"]["slurm_partition"] == "'all'"
+    assert rules["pareto"]["slurm_partition"] == "'all'" and rules["pareto"]["slurm_account"] == "'123456'"
+    for rule in GPU_RULE_NAMES:
+        assert rules[rule]["slurm_partition"] == "'gpu-h100'" and rules[rule]["gpu_model"] == "'h100'"
+        assert rules[rule]["slurm_account"] == "'123456'"
+    gres = render_profile(monkeypatch, gres="gpu:a100:1")["set-resources"]["generate"]
+    assert gres["gres"] == "'gpu:a100:1'" and gres["gpu"] == "0"  # --gres instead of --gpus, not both
+
+
+def test_profile_resources_evaluate_in_snakemake(tmp_path):
+    """A dry run shows the values the SLURM plugin will turn into sbatch options."""
+    env = {"STEERFLOW_SLURM_PARTITION": "all", "STEERFLOW_SLURM_ACCOUNT": "123456",
+           "STEERFLOW_SLURM_GPU_MODEL": "h100"}
+    run = run_workflow(SLURM_PROFILE, TARGETS, tmp_path / "dry", args=["--dry-run"], env=env, timeout=120)
+    assert run.returncode == 0, run.stdout[-4000:]
+    resources = {m.group(1): m.group(2) for m in re.finditer(r"rule (\w+):\n(?:.*\n)*?\s+resources: (.*)", run.stdout)}
+    assert "slurm_partition=all, slurm_account=123456" in resources["generate"]
+    assert "gpu=1, cpus_per_gpu=8, gpu_model=h100" in resources["generate"]
+    assert "runtime=480" in resources["generate"] and "runtime=15" in resources["pareto"]
+    assert "gpu=" not in resources["pareto"]
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     if sys.platform != "linux" or os.geteuid() != 0:
@@ -85,6 +151,8 @@ def cluster(tmp_path_factory):
         yield c
 
 
+@pytest.mark.slurm
+@pytest.mark.slow
 def test_workflow_on_slurm_matches_local_run(cluster, tmp_path):
     local = run_workflow(None, TARGETS, tmp_path / "local", timeout=600)
     assert local.returncode == 0, local.stdout[-4000:]
