@@ -174,7 +174,7 @@ def load_model(name_or_path: str, *, device: str | torch.device | None = None, d
     cls = _import(spec.cls)
     if spec.kind == "t2i":
         variant = _variant_present(source, spec.variant)
-        pipe = cls.from_pretrained(source, torch_dtype=torch_dtype, variant=variant, **spec.load_kwargs)
+        pipe = cls.from_pretrained(source, dtype=torch_dtype, variant=variant, **spec.load_kwargs)
         pipe = pipe.to(device)
         for component in pipe.components.values():
             if isinstance(component, torch.nn.Module):

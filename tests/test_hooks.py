@@ -115,6 +115,15 @@ def test_cfg_steers_only_the_conditional_half(name, tiny_cache):
     assert not torch.allclose(steered[4:], base[4:], atol=1e-6)
 
 
+def test_flux_true_cfg_negative_prompt_call_is_not_steered(tiny_cache):
+    pipe = pipe_of("flux", tiny_cache)
+    plan, log = recording_plan(pipe, steps=(0, 1))
+    with attach_steering(pipe, plan):
+        generate(pipe, "flux", steps=2, negative_prompt=["a pig", "a pig"], true_cfg_scale=2.0)
+    sites = list(find_sites(pipe))
+    assert [(k, s) for k, s, _ in log] == [(k, s) for k in (0, 1) for s in sites]  # one steered call per step
+
+
 def test_without_cfg_the_whole_batch_is_steered(tiny_cache):
     pipe = pipe_of("sd", tiny_cache)
     plan, log = recording_plan(pipe, steps=(0,))
