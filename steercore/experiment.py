@@ -138,8 +138,20 @@ class Experiment:
 
     @property
     def concept_scorer(self) -> str:
+        """The scorer of the source concept (see concept_scorer_for)."""
+        return self.concept_scorer_for(self.cfg["source"])
+
+    def concept_scorer_for(self, concept: str) -> str:
+        """scorers.concept is one scorer name, or a mapping concept → name with an optional 'default'."""
         c = self.cfg["scorers"]["concept"]
+        if isinstance(c, dict):
+            c = c.get(concept, c.get("default", "auto"))
         return self._default("concept_scorer") if c == "auto" else c
+
+    @property
+    def preservation_metric(self) -> str:
+        """The preservation column the Pareto x axis reads (bertscore → its precision, as in the paper)."""
+        return "bert_precision" if self.preservation == "bertscore" else self.preservation
 
     @property
     def preservation(self) -> str:

@@ -51,7 +51,7 @@ class ScoreTable:
 
     def __init__(self, concept_rows: list[dict], preservation_rows: list[dict]):
         self.scores = {(r["condition"], r["prompts"], r["scored"]): float(r["mean"]) for r in concept_rows}
-        self.pres = {(r["condition"], r["prompts"]): float(r["value"]) for r in preservation_rows}
+        self.pres = {(r["condition"], r["prompts"], r["metric"]): float(r["value"]) for r in preservation_rows}
 
     def score(self, cond: str, prompts: str, scored: str) -> float:
         try:
@@ -60,11 +60,17 @@ class ScoreTable:
             raise ConfigError(f"no concept score for condition {cond}, prompts '{prompts}', scored against "
                               f"'{scored}'; rerun the score stage") from None
 
-    def preservation(self, cond: str, prompts: str) -> float:
+    def preservation(self, cond: str, prompts: str, metric: str | None = None) -> float:
+        """The preservation value; metric=None takes the only metric the table has."""
+        if metric is None:
+            metrics = sorted({m for _, _, m in self.pres})
+            if len(metrics) != 1:
+                raise ConfigError(f"the preservation table holds {', '.join(metrics)}; say which metric to use")
+            metric = metrics[0]
         try:
-            return self.pres[(cond, prompts)]
+            return self.pres[(cond, prompts, metric)]
         except KeyError:
-            raise ConfigError(f"no preservation value for condition {cond} on prompts '{prompts}'; "
+            raise ConfigError(f"no {metric} value for condition {cond} on prompts '{prompts}'; "
                               "rerun the score stage") from None
 
 
@@ -88,12 +94,13 @@ def pareto(exp: Experiment, concept_rows: list[dict], preservation_rows: list[di
     x_mode = "unrelated_preservation" if x_mode == "auto" else x_mode
     if not unrelated:
         raise ConfigError(f"experiment {exp.name}: the Pareto x axis needs unrelated prompt sets (prompts.unrelated)")
-    text = exp.preservation == "consistency"
+    text = exp.model_kind == "lm"
+    metric = exp.preservation_metric
 
     def x_of(cond: str) -> float:
         if x_mode == "unrelated_score":
             return mean(table.score(cond, u, u) for u in unrelated)
-        vals = [table.preservation(cond, u) for u in unrelated]
+        vals = [table.preservation(cond, u, metric) for u in unrelated]
         return mean(1 - v for v in vals) if text else mean(vals)
 
     if exp["kind"] == "switch":
@@ -111,7 +118,7 @@ def pareto(exp: Experiment, concept_rows: list[dict], preservation_rows: list[di
     if x_mode == "unrelated_score":
         x_label = "unrelated concepts' own score"
     else:
-        x_label = "1 − consistency on unrelated prompts" if text else f"{exp.preservation.upper()} on unrelated prompts"
+        x_label = f"1 − {metric} on unrelated prompts" if text else f"{metric.upper()} on unrelated prompts"
     base = Condition("none", 0.0).label
     points = [Point(c.method, c.strength, x_of(c.label), y_of(c.label)) for c in exp.conditions if c.method != "none"]
     lower_x = x_mode != "unrelated_score"

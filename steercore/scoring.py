@@ -22,7 +22,7 @@ from .pareto import CONCEPT_HEADER, PRESERVATION_HEADER, read_tsv
 CONCEPT_SCORERS = ("testbed-clip", "testbed-topics", "clip", "judge", "detoxify")
 
 
-def make_concept_scorer(name: str, *, device: str, batch_size: int):
+def make_concept_scorer(name: str, *, device: str, batch_size: int, judge_model: str | None = None):
     """The concept scorer by name; each has score(items, concept) -> list[float]."""
     if name == "testbed-clip":
         from .testbed.scorers import TestbedImageScorer
@@ -37,14 +37,32 @@ def make_concept_scorer(name: str, *, device: str, batch_size: int):
 
         return ClipScorer(device=device, batch_size=batch_size)
     if name == "judge":
-        from .scorers.judge import JudgeScorer
+        from .scorers.judge import Judge
 
-        return JudgeScorer(device=device, batch_size=batch_size)
+        return Judge(judge_model, device=device, batch_size=batch_size)
     if name == "detoxify":
-        from .scorers.toxicity import ToxicityScorer
+        from .scorers.toxicity import Toxicity
 
-        return ToxicityScorer(device=device, batch_size=batch_size)
+        return Toxicity(device=device, batch_size=batch_size)
     raise ConfigError(f"unknown concept scorer '{name}'; choose one of {', '.join(CONCEPT_SCORERS)}")
+
+
+class ConceptScorers:
+    """The scorer of each concept: one for all, or per concept (e.g. Detoxify for toxicity, the judge for the
+    rest); each is loaded once, on first use."""
+
+    def __init__(self, exp: Experiment, device: str):
+        self.exp, self.device, self.loaded = exp, device, {}
+
+    def name_for(self, concept: str) -> str:
+        return self.exp.concept_scorer_for(concept)
+
+    def __call__(self, concept: str):
+        name = self.name_for(concept)
+        if name not in self.loaded:
+            self.loaded[name] = make_concept_scorer(name, device=self.device, batch_size=self.exp["batch_size"],
+                                                    judge_model=self.exp["scorers"]["judge_model"])
+        return self.loaded[name]
 
 
 def _accuracy(scorer, items, concept: str, exp: Experiment) -> list[bool] | None:
@@ -80,45 +98,55 @@ def score_experiment(exp: Experiment, manifest: Path, concept_out: Path, preserv
     if missing:
         raise ConfigError(f"{manifest}: {len(missing)} listed outputs are missing (first: {missing[0]}); "
                           "rerun the generate stage")
-    scorer = make_concept_scorer(exp.concept_scorer, device=device, batch_size=exp["batch_size"])
+    scorers = ConceptScorers(exp, device)
     concept_rows = []
-    items_of = {}
     for (cond, prompts), group in tqdm(sorted(groups.items()), desc="concept scores", unit="set"):
         items = load_items([base_dir / r["path"] for r in group], text)
-        items_of[(cond, prompts)] = [(r["index"], r["seed"]) for r in group]
         scored = [exp["source"]] + ([exp["target"]] if exp["target"] else [])
         if prompts not in scored:
             scored.append(prompts)
         for concept in scored:
+            scorer = scorers(concept)
             vals = scorer.score(items, exp.word(concept))
             if len(vals) != len(items):
-                raise RuntimeError(f"scorer {exp.concept_scorer} returned {len(vals)} scores for {len(items)} items")
+                raise RuntimeError(f"scorer {scorers.name_for(concept)} returned {len(vals)} scores for "
+                                   f"{len(items)} items")
             acc = _accuracy(scorer, items, concept, exp)
             concept_rows.append([cond, group[0]["method"], group[0]["strength"], prompts, concept, str(len(vals)),
                                  f"{mean(vals):.6g}", f"{pstdev(vals):.6g}",
                                  "" if acc is None else f"{sum(acc) / len(acc):.6g}"])
-    pres_rows = preservation_rows(exp, groups, base_dir, text=text, device=device, scorer=scorer)
+    pres_rows = preservation_rows(exp, groups, base_dir, text=text, device=device,
+                                  scorer=scorers(exp["source"]) if not text else None)
     _write(concept_out, CONCEPT_HEADER, concept_rows)
     _write(preservation_out, PRESERVATION_HEADER, pres_rows)
     return len(concept_rows), len(pres_rows)
 
 
 def preservation_rows(exp: Experiment, groups: dict, base_dir: Path, *, text: bool, device: str, scorer) -> list:
+    """Images: the configured distance (fid/kid). Text: consistency (MiniLM embedding cosine) and BLEU always,
+    and BERTScore P/R/F1 when preservation is bertscore."""
     metric = exp.preservation
     out = []
-    if text:
-        sim = make_consistency(metric, device=device)
+    consistency = make_consistency(metric, device=device) if text else None
     for (cond, prompts), group in tqdm(sorted(groups.items()), desc=f"preservation ({metric})", unit="set"):
         base = {(r["index"], r["seed"]): r for r in groups[("none-0", prompts)]}
         pairs = [(base_dir / r["path"], base_dir / base[(r["index"], r["seed"])]["path"]) for r in group]
         if text:
             steered = load_items([a for a, _ in pairs], True)
             reference = load_items([b for _, b in pairs], True)
-            value = mean(sim(steered, reference))
+            values = {"consistency": consistency.embedding_similarity(steered, reference)}
+            from .scorers.consistency import bleu
+
+            values["bleu"] = bleu(steered, reference)
+            if metric == "bertscore":
+                p, r, f = consistency.bertscore(steered, reference)
+                values.update(bert_precision=p, bert_recall=r, bert_f1=f)
+            values = {k: mean(v) for k, v in values.items()}
         else:
-            value = image_distance(metric, base_dir / cond / prompts, base_dir / "none-0" / prompts,
-                                   scorer=scorer, device=device)
-        out.append([cond, group[0]["method"], group[0]["strength"], prompts, metric, f"{value:.6g}", str(len(pairs))])
+            values = {metric: image_distance(metric, base_dir / cond / prompts, base_dir / "none-0" / prompts,
+                                             scorer=scorer, device=device)}
+        for name, value in values.items():
+            out.append([cond, group[0]["method"], group[0]["strength"], prompts, name, f"{value:.6g}", str(len(pairs))])
     return out
 
 
@@ -135,13 +163,11 @@ def image_distance(metric: str, steered: Path, reference: Path, *, scorer, devic
 
 
 def make_consistency(metric: str, *, device: str):
-    """A function (answers, reference answers) -> per-pair similarity in [0, 1]-ish (1 = identical)."""
-    if metric != "consistency":
-        raise ConfigError(f"preservation metric '{metric}' does not apply to text; use consistency")
-    from .scorers.consistency import MiniLMSimilarity
+    if metric not in ("consistency", "bertscore"):
+        raise ConfigError(f"preservation metric '{metric}' does not apply to text; use consistency or bertscore")
+    from .scorers.consistency import Consistency
 
-    model = MiniLMSimilarity(device=device)
-    return model.similarity
+    return Consistency(device=device)
 
 
 def _write(path: Path, header: list[str], rows: list[list[str]]) -> None:

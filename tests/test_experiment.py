@@ -107,8 +107,9 @@ def test_dry_run_shows_the_real_scorers():
     assert "results/cov/sdxl-turbo/relaion_n50000_all_step0.safetensors" in res.stdout
     assert "results/vectors/sdxl-turbo/" in res.stdout
     llm = load_experiment("llama2_horses_motorcycles")
-    assert (llm.concept_scorer, llm.preservation) == ("judge", "consistency")
-    assert load_experiment("llama2_toxicity_helpfulness").concept_scorer == "detoxify"
+    assert (llm.concept_scorer, llm.preservation_metric) == ("judge", "bert_precision")
+    tox = load_experiment("llama2_toxicity_helpfulness")
+    assert (tox.concept_scorer_for("toxicity"), tox.concept_scorer_for("helpfulness")) == ("detoxify", "judge")
 
 
 def test_lint_is_clean():

@@ -21,7 +21,7 @@ def rows(exp, score, fid):
             for scored in {exp["source"], exp["target"], prompts} - {None}:
                 concept.append({"condition": cond.label, "prompts": prompts, "scored": scored,
                                 "mean": str(score(cond, prompts, scored))})
-            pres.append({"condition": cond.label, "prompts": prompts, "value": str(fid(cond, prompts))})
+            pres.append({"condition": cond.label, "prompts": prompts, "metric": "fid", "value": str(fid(cond, prompts))})
     return concept, pres
 
 
