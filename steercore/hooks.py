@@ -58,26 +58,33 @@ class CallState:
 
 
 class _Patches:
-    """Instance-level method patches and torch hook handles, all undone by `remove()`."""
+    """Instance-level method patches and torch hook handles, all undone by `remove()`.
+
+    Patches stack: a second attachment (say collect_statistics inside attach_steering) wraps the first one's
+    wrapper, and nested exits restore each layer in turn."""
 
     def __init__(self):
         self.handles: list = []
-        self.patched: list[tuple[object, str]] = []
+        self.patched: list[tuple[object, str, object]] = []
 
     def patch(self, obj, name: str, wrapper_of: Callable[[Callable], Callable]) -> None:
-        if name in vars(obj):
-            raise SteerError(f"{type(obj).__name__}.{name} is already patched: another attach_steering/"
-                             "collect_statistics/fold is active on this model; exit it first")
+        previous = vars(obj).get(name, _MISSING)
         setattr(obj, name, wrapper_of(getattr(obj, name)))
-        self.patched.append((obj, name))
+        self.patched.append((obj, name, previous))
 
     def remove(self) -> None:
         for h in self.handles:
             h.remove()
-        for obj, name in reversed(self.patched):
-            vars(obj).pop(name, None)
+        for obj, name, previous in reversed(self.patched):
+            if previous is _MISSING:
+                vars(obj).pop(name, None)
+            else:
+                setattr(obj, name, previous)
         self.handles.clear()
         self.patched.clear()
+
+
+_MISSING = object()
 
 
 # diffusers hooks that reuse or skip computations (caches, layer skipping) or rewrite attention (SEG)

@@ -202,6 +202,20 @@ def test_slicing_fused_qkv_and_processor_swaps_keep_steering(tiny_cache):
         assert not torch.allclose(out, base, atol=1e-5)
 
 
+def test_statistics_of_a_steered_pipeline_nest(tiny_cache):
+    pipe = pipe_of("sd", tiny_cache)
+    plain, steered = ActivationStats("concept"), ActivationStats("concept")
+    with collect_statistics(pipe, plain):
+        generate(pipe, "sd", steps=2)
+    with attach_steering(pipe, tm.random_plan(find_sites(pipe), "casteer"), 3.0):
+        with collect_statistics(pipe, steered):
+            generate(pipe, "sd", steps=2)
+        assert "step" in vars(pipe.scheduler)  # the inner exit leaves the outer attachment in place
+    assert steered.steps == plain.steps == [0, 1]
+    assert not torch.allclose(steered.mean(1, "up.2"), plain.mean(1, "up.2"))
+    assert tm.hook_residue(pipe) == []
+
+
 def test_replacing_the_scheduler_inside_the_block_is_refused(tiny_cache):
     from diffusers import DDIMScheduler
 
