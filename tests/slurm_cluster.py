@@ -38,8 +38,15 @@ class ClusterError(RuntimeError):
     pass
 
 
+def _bin(name: str) -> str:
+    """A SLURM/MUNGE program by absolute path: daemons live in /usr/sbin, which a CI PATH may lack."""
+    return shutil.which(name) or next((f"{d}/{name}" for d in ("/usr/sbin", "/usr/bin", "/sbin")
+                                       if os.access(f"{d}/{name}", os.X_OK)), name)
+
+
 def _run(cmd: list[str], timeout: float = 30, check: bool = True, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=check, **kw)
+    return subprocess.run([_bin(cmd[0]), *cmd[1:]], capture_output=True, text=True, timeout=timeout,
+                          check=check, **kw)
 
 
 def _free_port() -> int:
@@ -223,7 +230,7 @@ PartitionName={self.partition} Nodes={self.host} Default=YES MaxTime=INFINITE St
 
     def _spawn(self, name: str, cmd: list[str], **kw) -> None:
         log = open(self.state_dir / f"{name}.out", "ab")
-        self.procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        self.procs[name] = subprocess.Popen([_bin(cmd[0]), *cmd[1:]], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             start_new_session=True, **kw)
         log.close()
         with open(PID_RECORD, "a") as f:

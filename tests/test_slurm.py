@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -24,36 +25,66 @@ from snakemake.profiles import ProfileConfigFileParser
 from slurm_cluster import REPO, slurm_cluster
 
 SLURM_PROFILE = REPO / "profiles" / "slurm"
-GPU_RULE_NAMES = ["cov", "cov_shard", "vectors", "generate", "score"]
-CPU_RULE_NAMES = ["cov_merge", "pareto", "paper", "train_testbed"]
+GPU_RULE_NAMES = ["cov_shard", "vectors", "generate", "score"]
+CPU_RULE_NAMES = ["cov", "pareto", "grid", "paper", "train_testbed"]
 
-# What runs: the stand-in workflow until the real `ci` preset exists (see the note at the end of the file).
-SNAKEFILE = REPO / "tests" / "data" / "slurm_workflow" / "Snakefile"
-TARGETS: list[str] = []            # the Snakefile's default target
-WORKFLOW_ARGS: list[str] = []      # e.g. ["--configfile", ...] for a preset
-WORKFLOW_PROFILE = "none"          # the stand-in ignores the repo's profiles/default (workflow profile)
-GPU_RULES = {"generate"}           # rules whose SLURM jobs must hold a GPU
-COMPARE_UNDER = ["results"]        # output trees that must be byte-identical to the local run's
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """What the SLURM test runs, and how its outputs are checked."""
+    snakefile: Path
+    targets: tuple[str, ...] = ()          # () = the Snakefile's default target
+    args: tuple[str, ...] = ()             # extra snakemake arguments, e.g. ("--configfile", ...)
+    # Repo paths copied into each run's working directory first (the real workflow finds config/ and
+    # workflow_scripts/ relative to it); the Snakefile is then the copy's.
+    files: tuple[str, ...] = ()
+    workflow_profile: str = "none"         # "none": ignore the repo's profiles/default
+    gpu_rules: frozenset[str] = frozenset()  # rules whose SLURM jobs must hold a GPU (and only those)
+    compare: tuple[str, ...] = ("results",)  # outputs (files or trees) byte-identical to the local run's
+    provenance: bool = False               # the stand-in's jobs record their SLURM job id and GPU
+
+
+STAND_IN = Workflow(snakefile=REPO / "tests" / "data" / "slurm_workflow" / "Snakefile",
+                    gpu_rules=frozenset({"generate"}), provenance=True)
+# The real workflow's `ci` preset (needs the shipped testbed weights). Outputs compared: those that do not
+# embed run times (benchmarks) or creation dates (PDF metadata).
+CI_PRESET = Workflow(snakefile=REPO / "Snakefile", targets=("results/pareto/ci.pdf",),
+                     files=("Snakefile", "rules", "config", "workflow_scripts", "envs", "report", "profiles"),
+                     workflow_profile="default", gpu_rules=frozenset(GPU_RULE_NAMES),
+                     compare=("results/cov", "results/vectors", "results/generate", "results/scores",
+                              "results/pareto/ci.tsv"))
+WORKFLOW = STAND_IN  # switch to CI_PRESET once `snakemake results/pareto/ci.pdf` runs end to end
+
 # Without accounting there is no sacct: ask squeue (the cluster keeps finished jobs for an hour), soon.
 SLURM_TEST_ARGS = ["--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
                    "--slurm-keep-successful-logs"]
 SLURM_RUN_TIMEOUT = 420
 
 
-def run_workflow(profile: Path | None, targets: list[str], workdir: Path, args: list[str] = (),
-                 timeout: float = SLURM_RUN_TIMEOUT, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run SNAKEFILE in `workdir` with `profile` (None: locally on 2 cores); stdout+stderr in `.stdout`.
+def run_workflow(profile: Path | None, targets: list[str] | tuple[str, ...], workdir: Path, args=(),
+                 timeout: float = SLURM_RUN_TIMEOUT, env: dict[str, str] | None = None,
+                 workflow: Workflow = WORKFLOW) -> subprocess.CompletedProcess:
+    """Run `workflow` in `workdir` with `profile` (None: locally on 2 cores); stdout+stderr in `.stdout`.
 
     The caller's SLURM and Steerflow site settings are dropped, so the run sees only the test's (`env`).
     """
     workdir.mkdir(parents=True, exist_ok=True)
+    for rel in workflow.files:
+        src, dst = REPO / rel, workdir / rel
+        if src.is_dir():
+            shutil.copytree(src, dst, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+    snakefile = workdir / workflow.snakefile.relative_to(REPO) if workflow.files else workflow.snakefile
     env = {**{k: v for k, v in os.environ.items()
               if not k.startswith(("SLURM_", "SBATCH_", "SRUN_", "STEERFLOW_SLURM_", "STEERFLOW_GPU"))},
            "HF_HUB_OFFLINE": "1", **(env or {})}
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
-           "--workflow-profile", WORKFLOW_PROFILE, *WORKFLOW_ARGS, *args]
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--directory", str(workdir),
+           "--workflow-profile", workflow.workflow_profile, *workflow.args, *args]
     cmd += ["--profile", str(profile)] if profile is not None else ["--cores", "2"]
-    return subprocess.run([*cmd, *targets], cwd=REPO, env=env, stdout=subprocess.PIPE,
+    return subprocess.run([*cmd, *targets], cwd=workdir, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=timeout)
 
 
@@ -75,9 +106,10 @@ def fit_profile(profile_dir: Path, dest: Path, cpus: int, mem_mb: int) -> Path:
     return dest
 
 
-def tree(root: Path, under: list[str]) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for u in under for p in sorted((root / u).rglob("*"))
-            if p.is_file()}
+def tree(root: Path, under) -> dict[str, bytes]:
+    """{relative path: bytes} of the files `under` (files or directories) below root."""
+    paths = [p for u in under for p in ([root / u] if (root / u).is_file() else sorted((root / u).rglob("*")))]
+    return {str(p.relative_to(root)): p.read_bytes() for p in paths if p.is_file()}
 
 
 def render_profile(monkeypatch, **site) -> dict:
@@ -132,7 +164,8 @@ def test_profile_resources_evaluate_in_snakemake(tmp_path):
     """A dry run shows the values the SLURM plugin will turn into sbatch options."""
     env = {"STEERFLOW_SLURM_PARTITION": "all", "STEERFLOW_SLURM_ACCOUNT": "123456",
            "STEERFLOW_SLURM_GPU_MODEL": "h100"}
-    run = run_workflow(SLURM_PROFILE, TARGETS, tmp_path / "dry", args=["--dry-run"], env=env, timeout=120)
+    run = run_workflow(SLURM_PROFILE, STAND_IN.targets, tmp_path / "dry", args=["--dry-run"], env=env,
+                       timeout=120, workflow=STAND_IN)
     assert run.returncode == 0, run.stdout[-4000:]
     resources = {m.group(1): m.group(2) for m in re.finditer(r"rule (\w+):\n(?:.*\n)*?\s+resources: (.*)", run.stdout)}
     assert "slurm_partition=all, slurm_account=123456" in resources["generate"]
@@ -154,30 +187,31 @@ def cluster(tmp_path_factory):
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_workflow_on_slurm_matches_local_run(cluster, tmp_path):
-    local = run_workflow(None, TARGETS, tmp_path / "local", timeout=600)
+    local = run_workflow(None, WORKFLOW.targets, tmp_path / "local", timeout=600)
     assert local.returncode == 0, local.stdout[-4000:]
 
     profile = fit_profile(REPO / "profiles" / "slurm", tmp_path / "profile", **cluster.hardware)
     t0 = time.monotonic()
     # A local GPU pool in the submitting shell is exported to the jobs (--export=ALL): the jobs must still
     # use the GPU SLURM allocated, not one of these.
-    run = run_workflow(profile, TARGETS, tmp_path / "slurm", args=SLURM_TEST_ARGS,
+    run = run_workflow(profile, WORKFLOW.targets, tmp_path / "slurm", args=SLURM_TEST_ARGS,
                        env={"STEERFLOW_GPUS": "5,6", "STEERFLOW_GPU_LOCK_DIR": str(tmp_path / "locks")})
     wall = time.monotonic() - t0
     assert run.returncode == 0, f"{run.stdout[-6000:]}\n{cluster.diagnostics()}"
 
-    expected, got = tree(tmp_path / "local", COMPARE_UNDER), tree(tmp_path / "slurm", COMPARE_UNDER)
+    expected, got = tree(tmp_path / "local", WORKFLOW.compare), tree(tmp_path / "slurm", WORKFLOW.compare)
     assert expected, "the local run produced nothing to compare"
     assert sorted(got) == sorted(expected)
     assert [k for k in expected if got[k] != expected[k]] == []
 
-    jobs = check_slurm_ran_every_job(cluster, run.stdout)
-    check_job_provenance(tmp_path / "slurm", jobs)
+    jobs = check_slurm_ran_every_job(cluster, run.stdout, WORKFLOW.gpu_rules)
+    if WORKFLOW.provenance:
+        check_job_provenance(tmp_path / "slurm", jobs, WORKFLOW.gpu_rules)
     print(f"\nSLURM run: {wall:.1f} s wall, {len(jobs)} SLURM jobs: "
           + ", ".join(f"{rule}={job_id}" for job_id, rule in sorted(jobs.items(), key=lambda kv: int(kv[0]))))
 
 
-def check_slurm_ran_every_job(cluster, log: str) -> dict[str, str]:
+def check_slurm_ran_every_job(cluster, log: str, gpu_rules) -> dict[str, str]:
     """Every job Snakemake ran was a SLURM batch job that completed; GPU rules held a GPU, others did not.
 
     Returns {SLURM job id: rule}.
@@ -195,12 +229,12 @@ def check_slurm_ran_every_job(cluster, log: str) -> dict[str, str]:
         assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", info
         rule = re.match(r"rule_([A-Za-z0-9_]+?)(?:_wildcards_.*)?$", info["Comment"]).group(1)
         holds_gpu = "gres:gpu" in info.get("TresPerJob", "") + info.get("TresPerNode", "")
-        assert holds_gpu == (rule in GPU_RULES), (rule, info)
+        assert holds_gpu == (rule in gpu_rules), (rule, info)
         jobs[job_id] = rule
     return jobs
 
 
-def check_job_provenance(workdir: Path, jobs: dict[str, str]) -> None:
+def check_job_provenance(workdir: Path, jobs: dict[str, str], gpu_rules) -> None:
     """Stand-in workflow only: each job recorded, from inside, the SLURM job id and GPU it ran with."""
     seen = {}
     for path in sorted((workdir / "provenance").glob("*.tsv")):
@@ -208,15 +242,10 @@ def check_job_provenance(workdir: Path, jobs: dict[str, str]) -> None:
         row = dict(zip(header.split("\t"), values.split("\t")))
         rule = path.stem.split("-")[0]
         assert jobs.get(row["job_id"]) == rule, (path.name, row, jobs)
-        if rule in GPU_RULES:  # SLURM set CUDA_VISIBLE_DEVICES to the fake GPU it allocated; the pool kept out
+        if rule in gpu_rules:  # SLURM set CUDA_VISIBLE_DEVICES to the fake GPU it allocated; the pool kept out
             assert row["cuda_visible_devices"] in {"0", "1"} and row["job_gpus"] == row["cuda_visible_devices"]
             assert row["device"] != "cuda:0", row
         else:
             assert row["cuda_visible_devices"] == "unset" and row["job_gpus"] == "none"
         seen[row["job_id"]] = rule
     assert seen == jobs
-
-
-# Switching to the real `ci` preset: set SNAKEFILE = REPO / "Snakefile", TARGETS / WORKFLOW_ARGS to the
-# preset's target or config, GPU_RULES = {"cov", "cov_shard", "vectors", "generate", "score"}, and drop
-# the check_job_provenance() call (the stand-in workflow's own records); the rest applies as is.
