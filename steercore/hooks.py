@@ -46,7 +46,8 @@ class CallState:
 
     step: int = 0
     cfg: bool = False
-    skip: bool = False  # a second denoiser call in one step without batched CFG: FLUX's negative prompt
+    skip: bool = False  # a second denoiser call in one scheduler step without batched CFG: FLUX's true-CFG
+    # negative prompt (FluxPipeline calls the transformer once with the prompt, then once with the negative)
     text_len: int = 0
     mask: Tensor | None = None  # LLM: [B, T] bool of the current positions, None when all are valid
     decoding: bool = False  # LLM: the call extends a non-empty KV cache
@@ -173,7 +174,7 @@ def track_language_model(model: nn.Module, state: CallState, patches: _Patches) 
         if ids is None:
             ids = kwargs.get("inputs_embeds")
         T = ids.shape[1]
-        mask = kwargs.get("attention_mask")
+        mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
         if isinstance(mask, Tensor) and mask.ndim == 2:
             cur = mask[:, -T:].bool()  # [B, T]: the mask covers cached + current positions
             state.mask = None if bool(cur.all()) else cur
