@@ -29,7 +29,6 @@ GPU_RULE_NAMES = ["cov_shard", "vectors", "generate", "score"]
 CPU_RULE_NAMES = ["cov", "pareto", "grid", "paper", "train_testbed"]
 
 
-
 @dataclass(frozen=True)
 class Workflow:
     """What the SLURM test runs, and how its outputs are checked."""
