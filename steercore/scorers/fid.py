@@ -22,6 +22,8 @@ from .common import batched, choose_device, load_image, url_file
 
 INCEPTION_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt"
 IMAGE_EXTENSIONS = ("bmp", "jpg", "jpeg", "png", "ppm", "tif", "tiff", "webp")
+# Also searched for inception-2015-12-05.pt: clean-fid itself downloads it to /tmp.
+INCEPTION_SEARCH = ["/tmp"]
 TSV_HEADER = ("images", "reference", "n_images", "n_reference", "fid", "kid")
 
 FeatureFn = Callable[[list], torch.Tensor]
@@ -51,7 +53,7 @@ def inception(mode: str = "clean", device: str | torch.device | None = None,
         if not path.is_file():
             raise ConfigError(f"FID: Inception weights file {path} does not exist")
     else:
-        path = url_file(INCEPTION_URL, what="FID (Inception-v3)", search=["/tmp"])
+        path = url_file(INCEPTION_URL, what="FID (Inception-v3)", search=INCEPTION_SEARCH)
     if path.name != "inception-2015-12-05.pt":  # InceptionV3W only takes a folder holding this name
         raise ConfigError(f"FID: Inception weights must be named inception-2015-12-05.pt, got {path.name}")
     device = choose_device(device)
