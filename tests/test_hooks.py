@@ -136,21 +136,33 @@ def test_without_cfg_the_whole_batch_is_steered(tiny_cache):
     assert all(not torch.allclose(steered[i], base[i], atol=1e-6) for i in range(4))
 
 
-@pytest.mark.parametrize("name", ["sd", "pixart", "flux"])
+@pytest.mark.parametrize("name", PIPES)
 def test_per_sample_strengths_in_a_batch_equal_unbatched_runs(name, tiny_cache):
     pipe = pipe_of(name, tiny_cache)
     plan = tm.random_plan(find_sites(pipe), "leace", steps=(0,))
     strengths = torch.tensor([0.0, 1.0, 2.0, 3.0])
-    with attach_steering(pipe, plan, strengths):
-        batched = generate(pipe, name, n=2, seeds=[10, 11, 12, 13])
     prompt_of = [PROMPTS[0], PROMPTS[0], PROMPTS[1], PROMPTS[1]]  # the pipeline's output order
+    # diffusers 0.42.1 SanaPipeline repeats the prompt attention masks as [m0, m1, m0, m1] but the embeddings as
+    # [e0, e0, e1, e1], so several prompts × several images per prompt are wrong upstream: pass each image's prompt
+    batch = dict(prompt=prompt_of, n=1) if name == "sana" else dict(n=2)
+    with attach_steering(pipe, plan, strengths):
+        batched = generate(pipe, name, seeds=[10, 11, 12, 13], **batch)
     for i in range(4):
         with attach_steering(pipe, plan, float(strengths[i])):
             single = generate(pipe, name, prompt=[prompt_of[i]], n=1, seeds=[10 + i])
         torch.testing.assert_close(batched[i], single[0], atol=2e-5, rtol=1e-4)
-    base = generate(pipe, name, n=2, seeds=[10, 11, 12, 13])
+    base = generate(pipe, name, seeds=[10, 11, 12, 13], **batch)
     torch.testing.assert_close(batched[0], base[0], atol=2e-5, rtol=1e-4)
     assert not torch.allclose(batched[3], base[3], atol=1e-5)
+
+
+@pytest.mark.xfail(reason="diffusers 0.42.1 SanaPipeline: prompt attention masks repeated in the wrong order "
+                   "for several prompts × several images per prompt (upstream bug)", strict=False)
+def test_sana_several_prompts_times_images_upstream(tiny_cache):
+    pipe = pipe_of("sana", tiny_cache)
+    batched = generate(pipe, "sana", n=2, seeds=[10, 11, 12, 13])
+    single = generate(pipe, "sana", prompt=[PROMPTS[0]], n=1, seeds=[11])
+    torch.testing.assert_close(batched[1], single[0], atol=2e-5, rtol=1e-4)
 
 
 def test_strength_validation(tiny_cache):
