@@ -19,6 +19,7 @@ include: "rules/vectors.smk"
 include: "rules/generate.smk"
 include: "rules/score.smk"
 include: "rules/pareto.smk"
+include: "rules/paper.smk"
 
 
 report: "report/workflow.rst"

@@ -108,3 +108,23 @@ def log(rule, pattern):
 
 def bench(rule, pattern):
     return f"results/benchmarks/{rule}/{pattern}.tsv"
+
+
+# ---- paper figures and tables (rules/paper.smk; added with issue 8)
+from steercore.figures import ARTEFACT_PATTERN as PAPER_ARTEFACT
+from steercore.figures import Artefact, paper_artefacts
+
+
+def paper_inputs(w):
+    """The score tables of the experiments that feed the artefact."""
+    exps = Artefact.parse(w.artefact).experiments()
+    return [f"results/scores/{e.name}/{t}.tsv" for e in exps for t in ("concept_scores", "preservation")]
+
+
+def paper_targets():
+    """Every artefact of the configured experiments (and their models' covariance-size ablations)."""
+    try:
+        names = paper_artefacts(config["experiments"])
+    except SteerError as e:
+        sys.exit(f"Steerflow config error: {e}")
+    return [f"results/paper/{a}.{s}" for a in names for s in ("pdf", "svg", "tex")]

@@ -1,0 +1,33 @@
+# paper: the paper's figures and tables, each rendered from score tables only (no model), one job per artefact:
+# `snakemake results/paper/<artefact>.pdf` (names in steercore/figures.py and the README); `snakemake paper_all`
+# builds every artefact of the experiments in config/config.yaml (the testbed by default).
+
+
+rule paper:
+    input:
+        paper_inputs,
+    output:
+        pdf="results/paper/{artefact}.pdf",
+        svg=report("results/paper/{artefact}.svg", caption="../report/paper.rst", category="Paper",
+                   labels={"artefact": "{artefact}"}),
+        tex="results/paper/{artefact}.tex",
+    wildcard_constraints:
+        artefact=PAPER_ARTEFACT,
+    params:
+        python=PYTHON,
+    log:
+        log("paper", "{artefact}"),
+    benchmark:
+        bench("paper", "{artefact}")
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../envs/steerflow.yaml"
+    shell:
+        "{params.python} workflow_scripts/paper.py {wildcards.artefact} --out-dir results/paper > {log} 2>&1"
+
+
+rule paper_all:
+    input:
+        paper_targets(),

@@ -1,0 +1,21 @@
+"""paper: one paper figure or table (PDF, SVG and LaTeX) from the score tables; see steercore/figures.py."""
+
+import argparse
+from pathlib import Path
+
+from steercore.cli import main_guard
+from steercore.figures import render_artefact
+
+
+@main_guard
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("artefact", help="e.g. pareto-testbed_red_blue-unrelated_score, table-ci, covsize-testbed_covsize")
+    p.add_argument("--out-dir", type=Path, default=Path("results/paper"))
+    a = p.parse_args()
+    for path in render_artefact(a.artefact, a.out_dir):
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
