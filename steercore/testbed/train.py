@@ -283,9 +283,56 @@ def train_clip(out: str | Path, steps: int = 1500, batch_size: int = 128, lr: fl
     return {"losses": losses, "steps": len(losses)}
 
 
-TRAINERS = {"t2i": train_t2i, "clip": train_clip}
+def train_lm(out: str | Path, steps: int = 1500, batch_size: int = 48, lr: float = 3e-3, seed: int = 0,
+             warmup: int = 100, max_seconds: float | None = None, progress: bool = True) -> dict:
+    """Train testbed-lm (next-token loss on the assistant turn only) on topics-world dialogues; save a
+    transformers folder (LlamaForCausalLM + tokenizer with chat template) at `out`."""
+    from . import topics
+    from .lm import build_model, build_tokenizer, training_text
+
+    started = time.time()
+    out = Path(out)
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer()
+    model = build_model(tokenizer).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(warmup, steps))
+    rng = np.random.default_rng(seed)
+    assistant = tokenizer.convert_tokens_to_ids("<|assistant|>")
+    losses = []
+    bar = tqdm(range(steps), desc="train testbed-lm", disable=not progress)
+    for step in bar:
+        texts = [training_text(tokenizer, q, a) for q, a, _ in (topics.dialogue(rng) for _ in range(batch_size))]
+        enc = tokenizer(texts, padding=True, add_special_tokens=False, return_tensors="pt")
+        ids, mask = enc.input_ids, enc.attention_mask  # (B, T), left-padded
+        # Loss only on the answer: tokens after the <|assistant|> marker (the </s> included).
+        after = (ids == assistant).int().cumsum(1) - (ids == assistant).int()
+        labels = ids.masked_fill((after == 0) | (mask == 0), -100)
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+        if max_seconds is not None and time.time() - started > max_seconds:
+            break
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.eval().save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    write_metadata(tmp, _metadata("testbed-lm", seed, len(losses), {"batch_size": batch_size, "lr": lr,
+                                  "final_loss_ema20": float(np.mean(losses[-20:]))}, started))
+    _publish(tmp, out)
+    return {"losses": losses, "steps": len(losses)}
+
+
+TRAINERS = {"t2i": train_t2i, "clip": train_clip, "lm": train_lm}
 #: Steps of the shipped runs (what `workflow_scripts/train_testbed.py` uses by default).
-DEFAULT_STEPS = {"t2i": 6000, "clip": 1500}
+DEFAULT_STEPS = {"t2i": 6000, "clip": 1500, "lm": 1500}
 
 
 def train(model: str, out: str | Path, **kwargs) -> dict:
