@@ -380,3 +380,19 @@ def test_lm_generated_only_and_per_row_strengths(family, tiny_cache):
     with pytest.raises(ConfigError, match="generated_only"):
         with attach_steering(pipe_of("sd", tiny_cache), tm.random_plan({"up.0": 32}, "casteer"), generated_only=True):
             pass
+
+
+def test_testbed_shapes_pipeline_is_steered_like_sd():
+    from steercore.testbed.t2i import build_pipeline
+
+    pipe = build_pipeline(seed=0)
+    pipe.set_progress_bar_config(disable=True)
+    sites = find_sites(pipe)
+    assert all(s.split(".")[0] in ("down", "mid", "up") for s in sites)
+    plan, log = recording_plan(pipe, steps=(0, 1))
+    with attach_steering(pipe, plan):
+        pipe(prompt=["a red circle", "a blue square"], num_images_per_prompt=2, num_inference_steps=2,
+             guidance_scale=4.0, output_type="latent")
+    assert [(k, s) for k, s, _ in log] == [(k, s) for k in (0, 1) for s in sites]
+    assert {rows for _, _, rows in log} == {4}  # the conditional half of the CFG batch
+    assert tm.hook_residue(pipe) == []
