@@ -171,7 +171,7 @@ def _save_t2i(pipe, ema_unet: EMA, ema_text: EMA, out: Path, meta: dict) -> None
 
 CLIP_CONFIG = {
     "embed_dim": 64,
-    "vision_cfg": {"image_size": 32, "patch_size": 4, "width": 96, "layers": 3, "head_width": 32, "mlp_ratio": 2.0},
+    "vision_cfg": {"image_size": 32, "patch_size": 4, "width": 64, "layers": 2, "head_width": 32, "mlp_ratio": 2.0},
     "text_cfg": {"context_length": 10, "vocab_size": None, "width": 64, "heads": 2, "layers": 2, "mlp_ratio": 2.0,
                  "pool_type": "eos", "eos_id": None, "pad_id": None, "hf_tokenizer_name": "testbed-word-level"},
 }
@@ -222,7 +222,7 @@ def clip_config(tokenizer) -> dict:
     return cfg
 
 
-def train_clip(out: str | Path, steps: int = 1500, batch_size: int = 128, lr: float = 2e-3, seed: int = 0,
+def train_clip(out: str | Path, steps: int = 800, batch_size: int = 96, lr: float = 2e-3, seed: int = 0,
                warmup: int = 100, max_seconds: float | None = None, progress: bool = True) -> dict:
     """Train the testbed open_clip model contrastively on shapes-world image/text pairs (multi-positive soft
     targets: a text is a positive of every image it is true of); save it as an open_clip `local-dir:` folder."""
@@ -332,7 +332,7 @@ def train_lm(out: str | Path, steps: int = 1500, batch_size: int = 48, lr: float
 
 TRAINERS = {"t2i": train_t2i, "clip": train_clip, "lm": train_lm}
 #: Steps of the shipped runs (what `workflow_scripts/train_testbed.py` uses by default).
-DEFAULT_STEPS = {"t2i": 6000, "clip": 1500, "lm": 1500}
+DEFAULT_STEPS = {"t2i": 6000, "clip": 800, "lm": 1500}
 
 
 def train(model: str, out: str | Path, **kwargs) -> dict:
