@@ -524,15 +524,11 @@ def clip_twin(exp: Experiment, root: Path = ROOT) -> Experiment | None:
 
 
 def experiment_artefacts(exp: Experiment, root: Path = ROOT, *, twin: Experiment | None | bool = True) -> list[str]:
-    """Every artefact of one experiment: its table (with clipping off, then on, when a clip twin exists),
-    both Pareto figures and the response plots. A clip-on experiment with a clip-off twin gets no table of its
-    own (the twin's table holds both)."""
+    """Every artefact of one experiment: its table (clipping off, then on, with its clip twin: by default the
+    twin preset if there is one), both Pareto figures and the response plots."""
     if twin is True:
         twin = clip_twin(exp, root)
-    if twin is not None and exp["clip"]:
-        table = []
-    else:
-        table = ["table-" + "+".join([exp.name] + ([twin.name] if twin else []))]
+    table = ["table-" + "+".join(e.name for e in sorted([exp, twin] if twin else [exp], key=lambda e: e["clip"]))]
     versus = [v for v in RESPONSE_VERSUS if v != "target" or exp["kind"] == "switch"]
     return (table + [f"pareto-{exp.name}-{x}" for x in PARETO_X]
             + [f"response-{exp.name}-{v}" for v in versus])
@@ -551,13 +547,16 @@ def paper_artefacts(names: list[str], root: Path = ROOT) -> list[str]:
 
 def available_artefacts(root: Path = ROOT, kind: str | None = None) -> list[str]:
     """The artefacts that the results under `root` can render now (every preset with score tables, and every
-    covariance-size family with at least two members scored), optionally of one kind."""
-    scored = [load_experiment(n, root) for n in list_experiments(root) if has_scores(n, root)]
+    covariance-size family with at least two members scored; its members get no artefacts of their own),
+    optionally of one kind."""
+    families = covsize_families(root)
+    members = {e.name for f in families for e in covsize_family(f, root)}
+    scored = [load_experiment(n, root) for n in list_experiments(root) if n not in members and has_scores(n, root)]
     out = []
     for exp in scored:
         twin = clip_twin(exp, root)
         out += experiment_artefacts(exp, root, twin=twin if twin and has_scores(twin.name, root) else None)
-    for f in covsize_families(root):
+    for f in families:
         if sum(has_scores(e.name, root) for e in covsize_family(f, root)) >= 2:
             out.append(f"covsize-{f}")
     out = list(dict.fromkeys(out))

@@ -18,7 +18,7 @@ import pytest
 
 from steercore import ConfigError
 from steercore.experiment import ROOT, load_experiment
-from steercore.figures import (Artefact, ExperimentScores, artefact_figure, available_artefacts, clip_twin,
+from steercore.figures import (Artefact, artefact_figure, available_artefacts, clip_twin,
                                covsize_family, experiment_artefacts, mean_ci, paper_artefacts, render_artefact,
                                render_experiment_pareto)
 from steercore.pareto import CONCEPT_HEADER, PRESERVATION_HEADER
@@ -107,6 +107,7 @@ def test_the_testbed_paper_set_covers_every_kind():
     assert paper_artefacts(["ci"])[-1] == "covsize-ci_covsize"
     assert clip_twin(load_experiment("llama2_horses_motorcycles")).name == "llama2_horses_motorcycles_clip"
     assert clip_twin(load_experiment("testbed_circle_square")) is None
+    assert experiment_artefacts(load_experiment("testbed_red_blue_clip"))[0] == arts[0]
     for name in arts:
         Artefact.parse(name).experiments()
 
