@@ -118,7 +118,9 @@ class ClipScorer:
 
     def cosines(self, images: Sequence, texts: Sequence[str]) -> torch.Tensor:
         """cos(image, text) for every pair [N, T]."""
-        return self.image_features(images) @ self.text_features(texts).T
+        img, txt = self.image_features(images), self.text_features(texts)
+        # One matrix-vector product per text: a GEMM may round columns differently, and equal texts must tie.
+        return torch.stack([img @ t for t in txt], dim=1)
 
     def score(self, items: Sequence, concept: str) -> list[float]:
         """One CLIP score per image, in order."""
