@@ -131,7 +131,8 @@ def _remove_ours(path: Path) -> None:
 class SlurmCluster:
     state_dir: Path
     gpus: int = 2
-    partition: str = "steerflow"
+    partition: str = "main"          # the default partition
+    gpu_partition: str = "gpu"       # a second partition on the same node, for STEERFLOW_SLURM_GPU_PARTITION
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     hardware: dict[str, int] = field(default_factory=dict)
     gpu_files: list[str] = field(default_factory=list)
@@ -176,6 +177,7 @@ SelectTypeParameters=CR_CPU_Memory
 GresTypes=gpu
 NodeName={self.host} NodeAddr=127.0.0.1 CPUs={hw['cpus']} RealMemory={hw['mem_mb']} Gres=gpu:{self.gpus} State=UNKNOWN
 PartitionName={self.partition} Nodes={self.host} Default=YES MaxTime=INFINITE State=UP
+PartitionName={self.gpu_partition} Nodes={self.host} Default=NO MaxTime=INFINITE State=UP
 """
 
     def gres_conf(self) -> str:
@@ -237,8 +239,8 @@ PartitionName={self.partition} Nodes={self.host} Default=YES MaxTime=INFINITE St
             f.write(f"{name}:{self.procs[name].pid}\n")
 
     def _node_ready(self) -> bool:
-        state = _run(["sinfo", "-h", "-N", "-n", self.host, "-o", "%T"], check=False).stdout.strip()
-        return state in ("idle", "mixed", "allocated")
+        states = set(_run(["sinfo", "-h", "-N", "-n", self.host, "-o", "%T"], check=False).stdout.split())
+        return bool(states) and states <= {"idle", "mixed", "allocated"}  # one line per partition
 
     def _wait(self, ready, what: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

@@ -87,14 +87,22 @@ def run_workflow(profile: Path | None, targets: list[str] | tuple[str, ...], wor
                           stderr=subprocess.STDOUT, text=True, timeout=timeout)
 
 
-def fit_profile(profile_dir: Path, dest: Path, cpus: int, mem_mb: int) -> Path:
+def fit_profile(profile_dir: Path, dest: Path, cpus: int, mem_mb: int, site: dict[str, str] | None = None) -> Path:
     """profile_dir rendered to plain YAML, with each job's size cut to what the test node has.
 
     Everything else (executor, retries, runtimes, which rule gets a GPU) is the shipped profile's. The
-    paper-sized requests (8 CPUs per GPU, 64 GB) would be rejected by a 2-CPU node.
+    paper-sized requests (8 CPUs per GPU, 64 GB) would be rejected by a 2-CPU node. The profile reads its
+    site settings (STEERFLOW_SLURM_*) when rendered: only those in `site` apply, not the caller's.
     """
-    with open(profile_dir / "config.yaml") as f:
-        profile = yte.process_yaml(f, require_use_yte=True)
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("STEERFLOW_SLURM_")}
+    os.environ.update(site or {})
+    try:
+        with open(profile_dir / "config.yaml") as f:
+            profile = yte.process_yaml(f, require_use_yte=True)
+    finally:
+        for k in site or {}:
+            os.environ.pop(k, None)
+        os.environ.update(saved)
     for resources in [profile.get("default-resources", {}), *profile.get("set-resources", {}).values()]:
         if "mem_mb" in resources:
             resources["mem_mb"] = min(int(resources["mem_mb"]), mem_mb // cpus)
@@ -189,7 +197,8 @@ def test_workflow_on_slurm_matches_local_run(cluster, tmp_path):
     local = run_workflow(None, WORKFLOW.targets, tmp_path / "local", timeout=600)
     assert local.returncode == 0, local.stdout[-4000:]
 
-    profile = fit_profile(REPO / "profiles" / "slurm", tmp_path / "profile", **cluster.hardware)
+    profile = fit_profile(SLURM_PROFILE, tmp_path / "profile", **cluster.hardware,
+                          site={"STEERFLOW_SLURM_GPU_PARTITION": cluster.gpu_partition})
     t0 = time.monotonic()
     # A local GPU pool in the submitting shell is exported to the jobs (--export=ALL): the jobs must still
     # use the GPU SLURM allocated, not one of these.
@@ -229,6 +238,8 @@ def check_slurm_ran_every_job(cluster, log: str, gpu_rules) -> dict[str, str]:
         rule = re.match(r"rule_([A-Za-z0-9_]+?)(?:_wildcards_.*)?$", info["Comment"]).group(1)
         holds_gpu = "gres:gpu" in info.get("TresPerJob", "") + info.get("TresPerNode", "")
         assert holds_gpu == (rule in gpu_rules), (rule, info)
+        # The profile sent GPU jobs to STEERFLOW_SLURM_GPU_PARTITION, the others to the default partition.
+        assert info["Partition"] == (cluster.gpu_partition if rule in gpu_rules else cluster.partition), info
         jobs[job_id] = rule
     return jobs
 
