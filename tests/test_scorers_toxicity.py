@@ -28,7 +28,8 @@ def tiny_detoxify(folder, classes=CLASSES, extra=None):
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
-    vocab = list(dict.fromkeys(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *"abcdefghijklmnopqrstuvwxyz.,!?"]))
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab = list(dict.fromkeys([*specials, *WORDS, *"abcdefghijklmnopqrstuvwxyz.,!?"]))
     # transformers 5: pass the vocabulary itself (a vocab_file argument silently gives an all-[UNK] tokenizer)
     tok = BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}, model_max_length=32)
     cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -90,7 +91,7 @@ def test_score_reads_the_concept_field_or_toxicity(scorer):
 
 
 def test_rows_fit_the_tsv_header(scorer, tmp_path):
-    write_tsv(tmp_path / "tox.tsv", scorer.tsv_header, scorer.rows(TEXTS[:3], names=["a", "b", "c"]))
+    write_tsv(tmp_path / "tox.tsv", scorer.TSV_HEADER, scorer.rows(TEXTS[:3], names=["a", "b", "c"]))
     with open(tmp_path / "tox.tsv") as f:
         table = list(csv.DictReader(f, delimiter="\t"))
     assert list(table[0]) == ["item", *FIELDS] and [r["item"] for r in table] == ["a", "b", "c"]

@@ -164,7 +164,8 @@ def hub_snapshot(repo_or_path: str | os.PathLike, *, what: str,
     return Path(_hub_download(fetch, what=what, name=f"'{repo}'", how=how))
 
 
-def url_file(url: str, *, what: str, search: Sequence[str | os.PathLike] = (), hash_prefix: str | None = None) -> Path:
+def url_file(url: str, *, what: str, search: Sequence[str | os.PathLike] = (),
+             hash_prefix: str | None = None) -> Path:
     """A file published at `url` (e.g. a GitHub release): found in `search` or the torch hub checkpoint
     folder (where `torch.hub.load_state_dict_from_url` keeps it), else downloaded there."""
     name = Path(urlparse(url).path).name

@@ -9,7 +9,7 @@ any callable `features(list[PIL.Image]) -> Tensor[N, d]` (the testbed passes its
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from glob import glob
 from pathlib import Path
 
@@ -204,5 +204,5 @@ def reference_statistics(folder: str | os.PathLike, out: str | os.PathLike, **kw
     return stats
 
 
-__all__: Sequence[str] = ("TSV_HEADER", "FeatureSet", "fid", "kid", "fid_row", "folder_features", "frechet",
+__all__ = ("TSV_HEADER", "FeatureSet", "fid", "kid", "fid_row", "folder_features", "frechet",
                           "kernel", "inception", "list_images", "reference_statistics")

@@ -87,6 +87,7 @@ class Toxicity:
         ckpt = load_checkpoint(path)
         arch = ckpt["config"]["arch"]["args"]
         self.fields = [_RENAME.get(c, c) for c in ckpt["config"]["dataset"]["args"]["classes"]]
+        self.TSV_HEADER = ("item", *self.fields)  # per instance: 'original' and 'unbiased' differ in fields
         folder = hub_snapshot(hf_config or arch["model_type"], what=what, allow_patterns=["*.json", "*.txt"])
         model_class = getattr(transformers, arch["model_name"])
         config = model_class.config_class.from_pretrained(folder, num_labels=arch["num_classes"])
@@ -109,10 +110,6 @@ class Toxicity:
         self.progress = progress
         self.name = str(model)
 
-    @property
-    def tsv_header(self) -> tuple[str, ...]:
-        return ("item", *self.fields)
-
     @torch.no_grad()
     def predict(self, texts: Sequence[str]) -> dict[str, list[float]]:
         """field → one probability per text, in order."""
@@ -132,7 +129,7 @@ class Toxicity:
         return self.predict(items)[field]
 
     def rows(self, texts: Sequence[str], names: Sequence[str] | None = None) -> list[tuple]:
-        """Rows for `tsv_header`: (item, one probability per field)."""
+        """Rows for TSV_HEADER: (item, one probability per field)."""
         names = list(names) if names is not None else [str(i) for i in range(len(texts))]
         if len(names) != len(texts):
             raise ConfigError(f"toxicity scorer: {len(names)} names for {len(texts)} texts")
