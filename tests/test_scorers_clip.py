@@ -49,6 +49,7 @@ def oracle_cos(scorer, oracle_images, text, n=None):
 def test_every_image_scored_with_the_clipscore_formula(scorer, oracle_images, scores):
     # 13 images in batches of 5: the last batch holds 3, and none is dropped
     assert len(scores) == 13 and all(isinstance(s, float) and s >= 0 for s in scores)
+    assert scorer.score([], "cat") == [] and scorer.accuracy([], "cat") == []
     np.testing.assert_allclose(scores, np.maximum(0, 2.5 * oracle_cos(scorer, oracle_images, "cat")), atol=1e-5)
 
 

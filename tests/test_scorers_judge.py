@@ -73,7 +73,7 @@ def oracle(judge, answer, concept):
 
 def test_ratings_from_the_eleven_rating_tokens(judge):
     p = judge.probabilities(ANSWERS, "cats")
-    assert p.shape == (5, 11)
+    assert p.shape == (5, 11) and judge.rate([], "cats") == ([], [])
     torch.testing.assert_close(p.sum(-1), torch.ones(5))
     for i, a in enumerate(ANSWERS):
         torch.testing.assert_close(p[i], oracle(judge, a, "cats"), atol=1e-5, rtol=0)

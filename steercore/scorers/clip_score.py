@@ -118,6 +118,8 @@ class ClipScorer:
 
     def cosines(self, images: Sequence, texts: Sequence[str]) -> torch.Tensor:
         """cos(image, text) for every pair [N, T]."""
+        if len(images) == 0:
+            return torch.empty(0, len(texts))
         img, txt = self.image_features(images), self.text_features(texts)
         # One matrix-vector product per text: a GEMM may round columns differently, and equal texts must tie.
         return torch.stack([img @ t for t in txt], dim=1)
