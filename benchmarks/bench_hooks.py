@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -29,15 +30,20 @@ from steercore.hooks import attach_steering  # noqa: E402
 from steercore.sites import find_sites  # noqa: E402
 
 
-def interleaved(variants: dict, repeats: int) -> dict[str, float]:
-    """Seconds of one call per variant: the fastest of `repeats` wall times (the least disturbed by other
-    processes on a shared machine) and, as '<name>:cpu', the median process CPU time.
+def interleaved(variants: dict, repeats: int) -> dict[str, list[float]]:
+    """Per-round seconds of one call of each variant: wall time, process CPU time ('<name>:cpu') and the cost
+    of entering + leaving its context ('<name>:enter').
 
     Each variant is (context factory or None, call); the context (attach / fold) is entered outside the timed
-    region and timed separately ('<name>:enter'); variants alternate so that load changes hit all alike."""
-    wall, cpu, enter = ({k: [] for k in variants} for _ in range(3))
+    region. Every round runs each variant once, in a shuffled order, so that a steered run and its unsteered
+    reference see the same load on a shared machine; ratios are then taken per round (paired)."""
+    times = {f"{k}{tag}": [] for k in variants for tag in ("", ":cpu", ":enter")}
+    order = list(variants)
+    rng = random.Random(0)
     for r in range(repeats + 1):  # the first round warms up
-        for k, (ctx, fn) in variants.items():
+        rng.shuffle(order)
+        for k in order:
+            ctx, fn = variants[k]
             t0 = time.perf_counter()
             cm = ctx() if ctx else contextlib.nullcontext()
             cm.__enter__()
@@ -46,17 +52,26 @@ def interleaved(variants: dict, repeats: int) -> dict[str, float]:
             t2, c2 = time.perf_counter(), time.process_time()
             cm.__exit__(None, None, None)
             if r:
-                wall[k].append(t2 - t1)
-                cpu[k].append(c2 - c1)
-                enter[k].append(t1 - t0 + time.perf_counter() - t2)
-    out = {k: min(v) for k, v in wall.items()}
-    out |= {f"{k}:cpu": statistics.median(v) for k, v in cpu.items()}
-    out |= {f"{k}:enter": statistics.median(v) for k, v in enter.items()}
-    return out
+                times[k].append(t2 - t1)
+                times[f"{k}:cpu"].append(c2 - c1)
+                times[f"{k}:enter"].append(t1 - t0 + time.perf_counter() - t2)
+    return times
 
 
 def ratio(t: dict, steered: str, plain: str) -> str:
-    return f"wall {t[steered] / t[plain]:.3f}, cpu {t[steered + ':cpu'] / t[plain + ':cpu']:.3f}"
+    """Median over rounds of steered/unsteered, for wall and CPU time."""
+    wall = statistics.median(a / b for a, b in zip(t[steered], t[plain]))
+    cpu = statistics.median(a / b for a, b in zip(t[f"{steered}:cpu"], t[f"{plain}:cpu"]))
+    return f"wall {wall:.3f}, cpu {cpu:.3f}"
+
+
+def per_call_us(t: dict, steered: str, plain: str, calls: int) -> float:
+    """Median over rounds of the extra CPU time per hook call, in µs."""
+    return statistics.median((a - b) / calls * 1e6 for a, b in zip(t[f"{steered}:cpu"], t[f"{plain}:cpu"]))
+
+
+def med(t: dict, key: str) -> float:
+    return statistics.median(t[key])
 
 
 def bench_sd(cache: Path, repeats: int) -> None:
@@ -78,13 +93,13 @@ def bench_sd(cache: Path, repeats: int) -> None:
         "hooks_cfg": (lambda: attach_steering(pipe, hooks_plan, 2.0), run(7.5)),
     }, repeats)
     calls = steps * len(sites)
-    print(f"tiny SD ({len(sites)} sites, {steps} steps, 4 images, 16 px): unsteered {t['plain'] * 1e3:.1f} ms")
+    print(f"tiny SD ({len(sites)} sites, {steps} steps, 4 images, 16 px): unsteered {med(t, 'plain') * 1e3:.1f} ms")
     print(f"  hooks  (casteer, clip)      ratio {ratio(t, 'hooks', 'plain')}   "
-          f"(+{(t['hooks:cpu'] - t['plain:cpu']) / calls * 1e6:.0f} µs CPU per hook call)")
+          f"(+{per_call_us(t, 'hooks', 'plain', calls):.0f} µs CPU per hook call)")
     print(f"  folded (leace)              ratio {ratio(t, 'folded', 'plain')}   "
-          f"(fold + unfold {t['folded:enter'] * 1e3:.2f} ms; attach + detach {t['hooks:enter'] * 1e3:.2f} ms)")
+          f"(fold + unfold {med(t, 'folded:enter') * 1e3:.2f} ms; attach + detach {med(t, 'hooks:enter') * 1e3:.2f} ms)")
     print(f"  hooks under CFG 7.5         ratio {ratio(t, 'hooks_cfg', 'plain_cfg')}   "
-          f"(unsteered {t['plain_cfg'] * 1e3:.1f} ms)")
+          f"(unsteered {med(t, 'plain_cfg') * 1e3:.1f} ms)")
 
 
 def bench_llama(cache: Path, repeats: int) -> None:
@@ -103,11 +118,11 @@ def bench_llama(cache: Path, repeats: int) -> None:
     t = interleaved({"plain": (None, run), "hooks": (lambda: attach_steering(model, hooks_plan, 2.0), run),
                      "folded": (lambda: folded(model, fold_plan, 2.0), run)}, repeats)
     calls = new * len(sites)
-    print(f"tiny Llama ({len(sites)} layers, batch 4, {new} new tokens): unsteered {t['plain'] * 1e3:.1f} ms")
+    print(f"tiny Llama ({len(sites)} layers, batch 4, {new} new tokens): unsteered {med(t, 'plain') * 1e3:.1f} ms")
     print(f"  hooks  (casteer, clip)      ratio {ratio(t, 'hooks', 'plain')}   "
-          f"(+{(t['hooks:cpu'] - t['plain:cpu']) / calls * 1e6:.0f} µs CPU per hook call)")
+          f"(+{per_call_us(t, 'hooks', 'plain', calls):.0f} µs CPU per hook call)")
     print(f"  folded (leace)              ratio {ratio(t, 'folded', 'plain')}   "
-          f"(fold + unfold {t['folded:enter'] * 1e3:.2f} ms; attach + detach {t['hooks:enter'] * 1e3:.2f} ms)")
+          f"(fold + unfold {med(t, 'folded:enter') * 1e3:.2f} ms; attach + detach {med(t, 'hooks:enter') * 1e3:.2f} ms)")
 
 
 def main() -> None:
@@ -121,7 +136,7 @@ def main() -> None:
 
     diffusers.logging.set_verbosity_error()
     transformers.logging.set_verbosity_error()
-    print(f"torch {torch.__version__}, {args.threads} thread(s), {args.repeats} interleaved runs; wall = fastest run, cpu = median process CPU time")
+    print(f"torch {torch.__version__}, {args.threads} thread(s), median of {args.repeats} paired rounds")
     with tempfile.TemporaryDirectory() as tmp:
         bench_sd(Path(tmp), args.repeats)
         bench_llama(Path(tmp), args.repeats)
