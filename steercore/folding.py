@@ -66,7 +66,8 @@ def fold(target, plan: SteeringPlan, strength: float = 1.0, *, llm_site: str = "
     check_strength(strength)
     if isinstance(strength, torch.Tensor):
         if strength.numel() != 1:
-            raise ConfigError("folding takes one strength for the whole batch; use attach_steering for per-sample strengths")
+            raise ConfigError("folding takes one strength for the whole batch; "
+                              "use attach_steering for per-sample strengths")
         strength = float(strength)
     _foldable(plan)
     find_plan_sites(target, plan, llm_site)  # same site/width checks as attach_steering
@@ -84,7 +85,8 @@ def fold(target, plan: SteeringPlan, strength: float = 1.0, *, llm_site: str = "
         def refuse_cfg():
             if state.cfg:
                 raise SteerError("a folded steering plan would also steer the unconditional half of classifier-free "
-                                 "guidance; generate with guidance_scale <= 1, use attach_steering, or fold with allow_cfg=True")
+                                 "guidance; generate with guidance_scale <= 1, use attach_steering, "
+                                 "or fold with allow_cfg=True")
         track_pipeline(target, state, out.patches, on_call=refuse_cfg)
     for name in plan.sites:
         layer = sites[name].linear

@@ -103,7 +103,8 @@ def test_cfg_steers_only_the_conditional_half(name, tiny_cache):
     # the unconditional half of the first noise prediction is unchanged, the conditional half is not
     den = pipe.transformer if hasattr(pipe, "transformer") else pipe.unet
     outputs = []
-    handle = den.register_forward_hook(lambda m, a, out: outputs.append((out[0] if isinstance(out, tuple) else out.sample).clone()))
+    handle = den.register_forward_hook(
+        lambda m, a, out: outputs.append((out[0] if isinstance(out, tuple) else out.sample).clone()))
     try:
         generate(pipe, name, steps=1)
         with attach_steering(pipe, tm.random_plan(find_sites(pipe), "midsteer"), 3.0):
