@@ -232,8 +232,8 @@ PartitionName={self.gpu_partition} Nodes={self.host} Default=NO MaxTime=INFINITE
 
     def _spawn(self, name: str, cmd: list[str], **kw) -> None:
         log = open(self.state_dir / f"{name}.out", "ab")
-        self.procs[name] = subprocess.Popen([_bin(cmd[0]), *cmd[1:]], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            start_new_session=True, **kw)
+        self.procs[name] = subprocess.Popen([_bin(cmd[0]), *cmd[1:]], stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, start_new_session=True, **kw)
         log.close()
         with open(PID_RECORD, "a") as f:
             f.write(f"{name}:{self.procs[name].pid}\n")
