@@ -76,10 +76,10 @@ def collect_for_experiment(exp, which: str, *, concept: str | None = None, shard
     (which='concept': the mean of one concept's prompts), with the experiment's statistics model."""
     from .corpora import neutral_texts
     from .promptsets import vector_prompts
-    from .registry import load_model, model_spec
+    from .registry import load_model, resolve_spec
 
     name = exp.stats_model
-    spec = model_spec(name)
+    spec = resolve_spec(name)
     if which == "neutral":
         c = exp["cov"]
         texts = neutral_texts(exp.corpus, c["samples"], exp["seed"], shard=shard, shards=shards,

@@ -116,9 +116,9 @@ class Experiment:
 
     @property
     def model_kind(self) -> str:
-        from .registry import model_spec
+        from .registry import resolve_spec
 
-        return model_spec(self.cfg["model"]).kind
+        return resolve_spec(self.cfg["model"]).kind
 
     @property
     def stats_model(self) -> str:

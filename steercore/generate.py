@@ -188,9 +188,9 @@ def generate_experiment(exp: Experiment, manifest: Path, *, device: str, root: P
     """The generate stage: load the model once, generate what is missing, write the manifest last.
 
     Returns the number of outputs in the manifest."""
-    from .registry import load_model, model_spec
+    from .registry import load_model, resolve_spec
 
-    spec = model_spec(exp["model"])
+    spec = resolve_spec(exp["model"])
     plans = experiment_plans(exp, root)
     target = load_model(exp["model"], device=device)
     steps = exp["steps"] or spec.steps

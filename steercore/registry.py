@@ -148,6 +148,20 @@ def _variant_present(folder: str, variant: str | None) -> str | None:
     return variant if any(Path(folder).rglob(f"*.{variant}.safetensors")) else None
 
 
+def resolve_spec(name_or_path: str, local_dir: str | os.PathLike | None = None) -> ModelSpec:
+    """The spec of a registry key, a Hub id or a local folder (read from its model_index.json/config.json)."""
+    name = str(name_or_path)
+    if name in MODELS or any(s.hub_id == name for s in MODELS.values()):
+        return model_spec(name)
+    if Path(name).is_dir():
+        return _spec_for_folder(Path(name))
+    if "/" in name and local_dir is not None:
+        return _spec_for_folder(Path(local_dir))
+    if "/" in name:
+        return _spec_for_hub_id(name)
+    return model_spec(name)  # raises the ConfigError listing the known models
+
+
 def load_model(name_or_path: str, *, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
                local_dir: str | os.PathLike | None = None):
     """Load a registry model, a Hub id or a local folder, in eval mode.
@@ -155,17 +169,9 @@ def load_model(name_or_path: str, *, device: str | torch.device | None = None, d
     Returns a diffusers pipeline ('t2i') or (model, tokenizer) ('lm'). device defaults to CUDA when present;
     dtype defaults to the spec's, except on CPU where half precision falls back to float32.
     """
-    path = Path(str(name_or_path))
-    if name_or_path in MODELS or any(s.hub_id == name_or_path for s in MODELS.values()):
-        spec = model_spec(str(name_or_path))
-    elif path.is_dir():
-        spec, local_dir = _spec_for_folder(path), path
-    elif "/" in str(name_or_path) and local_dir is not None:
-        spec = _spec_for_folder(Path(local_dir))
-    elif "/" in str(name_or_path):
-        spec = _spec_for_hub_id(str(name_or_path))
-    else:
-        model_spec(str(name_or_path))  # raises the ConfigError listing the known models
+    spec = resolve_spec(name_or_path, local_dir)
+    if Path(str(name_or_path)).is_dir() and str(name_or_path) not in MODELS:
+        local_dir = Path(str(name_or_path))
     source = resolve_weights(spec, local_dir)
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
     if dtype is None:
