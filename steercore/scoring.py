@@ -152,13 +152,13 @@ def preservation_rows(exp: Experiment, groups: dict, base_dir: Path, *, text: bo
 
 def image_distance(metric: str, steered: Path, reference: Path, *, scorer, device: str) -> float:
     """FID or KID between two folders of images; the testbed's own image encoder replaces Inception."""
-    from .scorers import fid as fid_mod
+    from .scorers.fid import fid, kid
 
     extractor = scorer.features if hasattr(scorer, "features") else None
     if metric == "fid":
-        return fid_mod.fid(steered, reference, feature_extractor=extractor, device=device)
+        return fid(steered, reference, feature_extractor=extractor, device=device)
     if metric == "kid":
-        return fid_mod.kid(steered, reference, feature_extractor=extractor, device=device)
+        return kid(steered, reference, feature_extractor=extractor, device=device)
     raise ConfigError(f"preservation metric '{metric}' does not apply to images; use fid or kid")
 
 
