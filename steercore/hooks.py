@@ -223,8 +223,7 @@ def _select(sites: list[Site], names) -> list[Site]:
 
 
 @contextmanager
-def _attached(target, fn: SiteFn, *, llm_site: str, sites=None) -> Iterator[CallState]:
-    state = CallState()
+def _attached(target, fn: SiteFn, state: CallState, *, llm_site: str, sites=None) -> Iterator[CallState]:
     patches = _Patches()
     diffusion = is_pipeline(target)
     chosen = _select(resolve_sites(target, llm_site), sites)
@@ -251,21 +250,22 @@ def attach_steering(target, plan: SteeringPlan, strength: Strength = 1.0, *, llm
     strength: a float, or a tensor [N] with one strength per produced sample (diffusion: prompts ×
     images per prompt in output order; LLM: batch rows). Under batched CFG only the conditional half is
     steered. Step k of a generation uses plan.map_for(k, site). steer_only_up skips the UNet `down` blocks;
-    generated_only (LLMs) leaves the prompt (prefill) unsteered.
+    generated_only (LLMs) leaves the prompt (prefill) unsteered. Yields the live `CallState` (step, CFG flag).
     """
     check_strength(strength)
     if generated_only and is_pipeline(target):
         raise ConfigError("generated_only applies to language models, not to diffusion pipelines")
     if isinstance(strength, Tensor) and strength.ndim > 1:
-        raise ConfigError(f"strength must be a number or a 1-D tensor of per-sample strengths, got {list(strength.shape)}")
+        raise ConfigError("strength must be a number or a 1-D tensor of per-sample strengths, "
+                          f"got shape {list(strength.shape)}")
     model_sites = find_plan_sites(target, plan, llm_site)
     if steer_only_up:
         model_sites = [s for s in model_sites if not s.startswith("down.")]
-    state_ref: list[CallState] = []
+    state = CallState()
     cache: dict = {"step": None, "maps": {}}
+    strengths: dict = {}  # per-sample strengths copied once per device, not once per hook call
 
     def steer(site: str, x: Tensor, mask: Tensor | None) -> Tensor | None:
-        state = state_ref[0]
         if generated_only and not state.decoding:
             return None
         if cache["step"] != state.step:  # look the maps up once per step, not once per hook call
@@ -274,11 +274,15 @@ def attach_steering(target, plan: SteeringPlan, strength: Strength = 1.0, *, llm
         m = cache["maps"].get(site)
         if m is None:
             return None
-        new = m.edit(x, strength)
+        beta = strength
+        if isinstance(strength, Tensor):
+            beta = strengths.get(x.device)
+            if beta is None:
+                beta = strengths[x.device] = strength.to(x.device)
+        new = m.edit(x, beta)
         return new if mask is None else torch.where(mask.unsqueeze(-1), new, x)
 
-    with _attached(target, steer, llm_site=llm_site, sites=model_sites) as state:
-        state_ref.append(state)
+    with _attached(target, steer, state, llm_site=llm_site, sites=model_sites):
         yield state
 
 
@@ -300,11 +304,10 @@ def find_plan_sites(target, plan: SteeringPlan, llm_site: str = "self_attn") -> 
 def collect_statistics(target, stats: ActivationStats, *, llm_site: str = "self_attn", sites=None):
     """Feed `stats.add(step, site, x, mask)` from every call of `target` inside the block (conditional half
     only under CFG; LLM padding excluded through the attention mask). Nothing per token is kept."""
-    state_ref: list[CallState] = []
+    state = CallState()
 
     def read(site: str, x: Tensor, mask: Tensor | None) -> None:
-        stats.add(state_ref[0].step, site, x, mask)
+        stats.add(state.step, site, x, mask)
 
-    with torch.no_grad(), _attached(target, read, llm_site=llm_site, sites=sites) as state:
-        state_ref.append(state)
+    with torch.no_grad(), _attached(target, read, state, llm_site=llm_site, sites=sites):
         yield stats
