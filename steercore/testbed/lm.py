@@ -6,10 +6,15 @@ tokenizer's chat template: `<s> <|user|> {question} <|assistant|>`; the answer e
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from ..errors import MissingWeightsError
 from .topics import VOCABULARY
+
+WEIGHTS = Path(__file__).resolve().parent / "weights"
 
 MAX_LENGTH = 96
 SPECIAL = ("<pad>", "<unk>", "<s>", "</s>")
@@ -53,3 +58,14 @@ def chat_prompt(tokenizer: PreTrainedTokenizerFast, instruction: str, system: st
 def training_text(tokenizer: PreTrainedTokenizerFast, instruction: str, answer: str) -> str:
     return tokenizer.apply_chat_template([{"role": "user", "content": instruction},
                                           {"role": "assistant", "content": answer}], tokenize=False)
+
+
+def load_lm(folder: str | Path | None = None) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
+    """The shipped testbed-lm (or the one in `folder`) and its tokenizer, model in eval mode."""
+    from transformers import AutoTokenizer
+
+    folder = Path(folder) if folder is not None else WEIGHTS / "lm"
+    if not (folder / "config.json").is_file():
+        raise MissingWeightsError(f"testbed-lm weights are missing in {folder}; run "
+                                  f"workflow_scripts/train_testbed.py lm --out {folder}")
+    return LlamaForCausalLM.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)

@@ -8,6 +8,7 @@ those of `StableDiffusionPipeline`, and steering code written for SD runs on it 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -17,8 +18,10 @@ from diffusers.utils.torch_utils import randn_tensor
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
 
-from ..errors import ConfigError
+from ..errors import ConfigError, MissingWeightsError
 from .shapes import IMAGE_SIZE, VOCABULARY, to_pil
+
+WEIGHTS = Path(__file__).resolve().parent / "weights"
 
 PATCH = 2  # pixel_unshuffle factor: 3×32×32 image ↔ 12×16×16 latent
 LATENT_CHANNELS = 3 * PATCH * PATCH
@@ -195,3 +198,14 @@ def build_pipeline(seed: int = 0) -> ShapesPipeline:
     tokenizer = build_tokenizer()
     return ShapesPipeline(unet=build_unet(), text_encoder=build_text_encoder(tokenizer), tokenizer=tokenizer,
                           scheduler=build_scheduler())
+
+
+def load_pipeline(folder: str | Path | None = None) -> ShapesPipeline:
+    """The shipped testbed-t2i (or the one in `folder`), in eval mode, progress bar off."""
+    folder = Path(folder) if folder is not None else WEIGHTS / "t2i"
+    if not (folder / "model_index.json").is_file():
+        raise MissingWeightsError(f"testbed-t2i weights are missing in {folder}; run "
+                                  f"workflow_scripts/train_testbed.py t2i --out {folder}")
+    pipe = ShapesPipeline.from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
