@@ -54,9 +54,14 @@ def write_metadata(folder: Path, meta: dict) -> None:
         tmp.replace(path)
 
 
-def _metadata(model: str, seed: int, steps: int, extra: dict, started: float) -> dict:
+def _start() -> tuple[float, str]:
+    """Wall-clock start and the commit of the code that trains (taken now, not when the weights are saved)."""
+    return time.time(), git_commit()
+
+
+def _metadata(model: str, seed: int, steps: int, extra: dict, started: tuple[float, str]) -> dict:
     return {"model": model, "command": " ".join(sys.argv), "seed": seed, "steps": steps,
-            "git_commit": git_commit(), "train_seconds": round(time.time() - started, 1),
+            "git_commit": started[1], "train_seconds": round(time.time() - started[0], 1),
             "torch": torch.__version__, **extra}
 
 
@@ -106,7 +111,7 @@ def train_t2i(out: str | Path, steps: int = 5000, batch_size: int = 32, lr: floa
     exactly what a run with `steps=k` produces."""
     from .t2i import build_pipeline, build_training_scheduler, images_to_latents
 
-    started = time.time()
+    started = _start()
     out = Path(out)
     pipe = build_pipeline(seed)
     unet, text_encoder, tokenizer = pipe.unet.train(), pipe.text_encoder.train(), pipe.tokenizer
@@ -146,7 +151,7 @@ def train_t2i(out: str | Path, steps: int = 5000, batch_size: int = 32, lr: floa
         if checkpoint_dir and checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
             _save_t2i(pipe, ema_unet, ema_text, Path(checkpoint_dir) / f"step{step + 1}",
                       _metadata("testbed-t2i", seed, step + 1, {"checkpoint_of": str(out)}, started))
-        if max_seconds is not None and time.time() - started > max_seconds:
+        if max_seconds is not None and time.time() - started[0] > max_seconds:
             break
     done = len(losses)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -230,7 +235,7 @@ def train_clip(out: str | Path, steps: int = 800, batch_size: int = 96, lr: floa
 
     from .t2i import build_tokenizer
 
-    started = time.time()
+    started = _start()
     out = Path(out)
     torch.manual_seed(seed)
     tokenizer = build_tokenizer()
@@ -267,7 +272,7 @@ def train_clip(out: str | Path, steps: int = 800, batch_size: int = 96, lr: floa
         losses.append(loss.item())
         if step % 20 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-        if max_seconds is not None and time.time() - started > max_seconds:
+        if max_seconds is not None and time.time() - started[0] > max_seconds:
             break
     tmp = out.with_name(out.name + ".tmp")
     if tmp.exists():
@@ -290,7 +295,7 @@ def train_lm(out: str | Path, steps: int = 1500, batch_size: int = 48, lr: float
     from . import topics
     from .lm import build_model, build_tokenizer, training_text
 
-    started = time.time()
+    started = _start()
     out = Path(out)
     torch.manual_seed(seed)
     tokenizer = build_tokenizer()
@@ -317,7 +322,7 @@ def train_lm(out: str | Path, steps: int = 1500, batch_size: int = 48, lr: float
         losses.append(loss.item())
         if step % 20 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-        if max_seconds is not None and time.time() - started > max_seconds:
+        if max_seconds is not None and time.time() - started[0] > max_seconds:
             break
     tmp = out.with_name(out.name + ".tmp")
     if tmp.exists():
