@@ -89,6 +89,12 @@ def generate_inputs(w):
     return inputs
 
 
+def manifest_of(w):
+    """The generate manifest an experiment scores: its own, or that of `outputs_from`."""
+    exp = EXPERIMENTS[w.experiment]
+    return f"results/generate/{exp['outputs_from'] or w.experiment}/manifest.tsv"
+
+
 def is_t2i(name):
     return EXPERIMENTS[name].model_kind == "t2i"
 

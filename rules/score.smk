@@ -4,7 +4,7 @@
 
 rule score:
     input:
-        manifest="results/generate/{experiment}/manifest.tsv",
+        manifest=manifest_of,
     output:
         concept=report("results/scores/{experiment}/concept_scores.tsv", caption="../report/scores.rst",
                        category="Scores", subcategory="{experiment}"),

@@ -260,6 +260,13 @@ def _check_semantics(exp: Experiment, where: str, root: Path) -> None:
         except ConfigError:
             raise ConfigError(f"{where}: {key}: unknown model '{name}'; choose one of {', '.join(MODELS)} "
                               "or give a local model folder") from None
+    if cfg["outputs_from"]:
+        other = load_experiment(cfg["outputs_from"], root)
+        same = ("model", "kind", "source", "target", "methods", "strengths", "prompts", "samples_per_prompt", "seed")
+        diff = [k for k in same if other.cfg[k] != cfg[k]]
+        if diff:
+            raise ConfigError(f"{where}: outputs_from: experiment '{cfg['outputs_from']}' differs in {', '.join(diff)}; "
+                              "it must have generated exactly what this experiment scores")
     if cfg["kind"] == "switch" and not cfg["target"]:
         raise ConfigError(f"{where}: target: a switch experiment needs a target concept")
     if cfg["kind"] == "erase" and cfg["target"]:

@@ -60,6 +60,7 @@ def write(tmp_path, **changes):
     ({"prompts": {"source": {"file": "nope.txt"}, "target": ["a blue circle"]}},
      "prompts.source: prompt file 'nope.txt' does not exist"),
     ({"cov": {"aggregation": "median"}}, "cov.aggregation: 'median' is not allowed; choose one of all, average, last"),
+    ({"outputs_from": "testbed_red_blue"}, "outputs_from: experiment 'testbed_red_blue' differs in methods, strengths"),
 ])
 def test_bad_config_gives_one_line_naming_the_key(tmp_path, changes, message):
     with pytest.raises(ConfigError) as e:
@@ -95,7 +96,9 @@ def test_every_real_preset_resolves_in_a_dry_run():
     counts = {ln.split()[0]: int(ln.split()[1]) for ln in res.stdout.splitlines()
               if len(ln.split()) == 2 and ln.split()[1].isdigit()}
     n = len(REAL_PRESETS)
-    assert counts["generate"] == counts["score"] == counts["pareto"] == n, counts
+    reusing = [e for e in REAL_PRESETS if load_experiment(e)["outputs_from"]]
+    assert reusing == ["llama2_judge_crosscheck"]  # scores the outputs of llama2_horses_motorcycles
+    assert counts["score"] == counts["pareto"] == n and counts["generate"] == n - 1, counts
     assert counts["cov_shard"] >= 8 and counts["cov"] >= 2 and counts["vectors"] >= 8, counts
 
 
