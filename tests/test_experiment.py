@@ -60,7 +60,7 @@ def write(tmp_path, **changes):
     ({"prompts": {"source": {"file": "nope.txt"}, "target": ["a blue circle"]}},
      "prompts.source: prompt file 'nope.txt' does not exist"),
     ({"cov": {"aggregation": "median"}}, "cov.aggregation: 'median' is not allowed; choose one of all, average, last"),
-    ({"outputs_from": "testbed_red_blue"}, "outputs_from: experiment 'testbed_red_blue' differs in methods, strengths"),
+    ({"outputs_from": "testbed_red_blue"}, "outputs_from: experiment 'testbed_red_blue' differs in strengths, prompts"),
 ])
 def test_bad_config_gives_one_line_naming_the_key(tmp_path, changes, message):
     with pytest.raises(ConfigError) as e:
