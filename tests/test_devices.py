@@ -157,7 +157,7 @@ def test_local_gpus_profile_gives_each_gpu_job_its_own_device(tmp_path):
     env.update(STEERFLOW_GPUS="0,1", STEERFLOW_GPU_LOCK_DIR=str(tmp_path / "locks"), HF_HUB_OFFLINE="1")
     run = subprocess.run(
         [sys.executable, "-m", "snakemake", "--snakefile", str(STAND_IN), "--directory", str(tmp_path / "wf"),
-         "--workflow-profile", "none", "--profile", str(REPO / "profiles" / "local-gpus"),
+         "--workflow-profile", str(REPO / "profiles" / "default"), "--profile", str(REPO / "profiles" / "local-gpus"),
          "--config", "samples=a,b,c,d", "hold=1.5"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-4000:]
