@@ -72,9 +72,21 @@ def _accuracy(scorer, items, concept: str, exp: Experiment) -> list[bool] | None
         other = [c for c in (exp["source"], exp["target"]) if c and c != concept]
         return scorer.accuracy(items, exp.word(concept), [""] + [exp.word(c) for c in other])
     if hasattr(scorer, "classify"):
-        labels = scorer.labels_like(exp.word(concept))
-        return [lab == exp.word(concept) for lab in scorer.classify(items, labels)]
+        word = exp.word(concept)
+        labels = _testbed_labels(word)
+        return [lab == word for lab in scorer.classify(items, labels)]
     return None
+
+
+def _testbed_labels(word: str) -> list[str]:
+    """The labels a testbed concept competes with: the other colours, shapes or topics."""
+    from .testbed.shapes import COLOURS, SHAPES
+    from .testbed.topics import TOPICS
+
+    for group in (COLOURS, SHAPES, TOPICS):
+        if word in group:
+            return list(group)
+    raise ConfigError(f"'{word}' is not a testbed colour, shape or topic")
 
 
 def load_items(paths: list[Path], text: bool) -> list:
