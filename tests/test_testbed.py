@@ -143,9 +143,9 @@ def test_pipeline_batches_like_stable_diffusion(tmp_path):
 # --- training -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("model,steps", [("t2i", 40), ("lm", 40), ("clip", 40)])
-def test_short_training_lowers_the_loss_and_stamps_metadata(tmp_path, model, steps):
-    result = train(model, tmp_path / model, steps=steps, max_seconds=60, progress=False)
+@pytest.mark.parametrize("model", ["t2i", "lm", "clip"])
+def test_short_training_lowers_the_loss_and_stamps_metadata(tmp_path, model):
+    result = train(model, tmp_path / model, steps=30, warmup=5, max_seconds=50, progress=False)
     losses = result["losses"]
     assert np.mean(losses[-5:]) < losses[0]
     meta = json.loads((tmp_path / model / META_FILE).read_text())
