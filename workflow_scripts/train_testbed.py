@@ -19,7 +19,7 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="output folder (replaced atomically when training ends)")
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the shipped run's)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the shipped runs used 1)")
     parser.add_argument("--max-seconds", type=float, default=None, help="stop early after this wall time")
     parser.add_argument("--checkpoint-dir", default=None, help="t2i only: also save step{k} checkpoints here")
     args = parser.parse_args()
