@@ -207,15 +207,17 @@ def augment_images(scenes: list, rng: np.random.Generator, gen: torch.Generator)
     cover = shapes._shape_coverage(scenes)[:, None]  # (N, 1, H, W)
     rgb = torch.tensor([s.rgb for s in scenes], dtype=torch.float32)[:, :, None, None]
     rgb = (rgb * torch.empty(n, 1, 1, 1).uniform_(0.7, 1.1, generator=gen)).clamp(0, 1)
-    tint = torch.empty(n, 3, 1, 1).uniform_(0.0, 0.25, generator=gen)
+    # grey level up to 0.35 (a generator's background drifts lighter than the world's ≤ 0.12) plus a tint
+    tint = torch.empty(n, 1, 1, 1).uniform_(0.0, 0.35, generator=gen) + torch.empty(n, 3, 1, 1).uniform_(
+        0.0, 0.12, generator=gen)
     ramp = torch.linspace(-1, 1, shapes.IMAGE_SIZE)
     direction = torch.empty(n, 2).uniform_(-0.08, 0.08, generator=gen)
     grade = direction[:, 0, None, None] * ramp[None, :, None] + direction[:, 1, None, None] * ramp[None, None, :]
     bg = (tint + grade[:, None]).clamp(0, 1)
     img = cover * rgb + (1 - cover) * bg
-    sigma = torch.empty(n, 1, 1, 1).uniform_(0.0, 0.1, generator=gen)
+    sigma = torch.empty(n, 1, 1, 1).uniform_(0.0, 0.15, generator=gen)
     img = img + sigma * torch.randn(img.shape, generator=gen)
-    blur = torch.rand(n, generator=gen) < 0.3
+    blur = torch.rand(n, generator=gen) < 0.4
     if blur.any():
         img[blur] = F.avg_pool2d(F.pad(img[blur], (1, 1, 1, 1), mode="replicate"), 3, stride=1)
     return img.clamp(0, 1) * 2 - 1
@@ -227,7 +229,7 @@ def clip_config(tokenizer) -> dict:
     return cfg
 
 
-def train_clip(out: str | Path, steps: int = 800, batch_size: int = 96, lr: float = 2e-3, seed: int = 0,
+def train_clip(out: str | Path, steps: int = 1000, batch_size: int = 96, lr: float = 2e-3, seed: int = 0,
                warmup: int = 100, max_seconds: float | None = None, progress: bool = True) -> dict:
     """Train the testbed open_clip model contrastively on shapes-world image/text pairs (multi-positive soft
     targets: a text is a positive of every image it is true of); save it as an open_clip `local-dir:` folder."""
@@ -337,7 +339,7 @@ def train_lm(out: str | Path, steps: int = 1500, batch_size: int = 48, lr: float
 
 TRAINERS = {"t2i": train_t2i, "clip": train_clip, "lm": train_lm}
 #: Steps of the shipped runs (what `workflow_scripts/train_testbed.py` uses by default).
-DEFAULT_STEPS = {"t2i": 6000, "clip": 800, "lm": 1500}
+DEFAULT_STEPS = {"t2i": 6000, "clip": 1000, "lm": 1500}
 
 
 def train(model: str, out: str | Path, **kwargs) -> dict:
