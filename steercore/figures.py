@@ -353,7 +353,7 @@ def response_figure(scores: ExperimentScores, versus: str) -> Figure:
                 ax.annotate(f"{b:g}", (x, y), textcoords="offset points", xytext=(4, 3), fontsize=6, color=colour)
         ax.scatter([x_of[("none", 0.0)]], [base[0]], marker="*", s=160, c="black", zorder=4, label="no steering")
         ax.set_xlabel(xlabel)
-    ax.set_ylabel(f"S({src}) on {src} prompts ({exp.concept_scorer_for(src)}), mean ± 95% CI")
+    ax.set_ylabel(f"S({src}) on {src} prompts ({exp.concept_scorer_for(src)}), 95% CI")
     ax.set_title(experiment_title(exp), fontsize=10)
     ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)
