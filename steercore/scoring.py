@@ -140,6 +140,7 @@ def preservation_rows(exp: Experiment, groups: dict, base_dir: Path, *, text: bo
     metric = exp.preservation
     out = []
     consistency = make_consistency(metric, device=device) if text else None
+    reference_features: dict = {}  # the unsteered images of a prompt set are featurized once
     for (cond, prompts), group in tqdm(sorted(groups.items()), desc=f"preservation ({metric})", unit="set"):
         base = {(r["index"], r["seed"]): r for r in groups[("none-0", prompts)]}
         pairs = [(base_dir / r["path"], base_dir / base[(r["index"], r["seed"])]["path"]) for r in group]
@@ -156,22 +157,24 @@ def preservation_rows(exp: Experiment, groups: dict, base_dir: Path, *, text: bo
             values = {k: mean(v) for k, v in values.items()}
         else:
             values = {metric: image_distance(metric, base_dir / cond / prompts, base_dir / "none-0" / prompts,
-                                             scorer=scorer, device=device)}
+                                             scorer=scorer, device=device, cache=reference_features)}
         for name, value in values.items():
             out.append([cond, group[0]["method"], group[0]["strength"], prompts, name, f"{value:.6g}", str(len(pairs))])
     return out
 
 
-def image_distance(metric: str, steered: Path, reference: Path, *, scorer, device: str) -> float:
+def image_distance(metric: str, steered: Path, reference: Path, *, scorer, device: str, cache: dict) -> float:
     """FID or KID between two folders of images; the testbed's own image encoder replaces Inception."""
-    from .scorers.fid import fid, kid
+    from .scorers.fid import fid, folder_features, kid
 
-    extractor = scorer.features if hasattr(scorer, "features") else None
-    if metric == "fid":
-        return fid(steered, reference, feature_extractor=extractor, device=device)
-    if metric == "kid":
-        return kid(steered, reference, feature_extractor=extractor, device=device)
-    raise ConfigError(f"preservation metric '{metric}' does not apply to images; use fid or kid")
+    if metric not in ("fid", "kid"):
+        raise ConfigError(f"preservation metric '{metric}' does not apply to images; use fid or kid")
+    kw = dict(feature_extractor=scorer.features if hasattr(scorer, "features") else None, device=device,
+              progress=False)
+    if reference not in cache:
+        cache[reference] = folder_features(reference, **kw)
+    distance = fid if metric == "fid" else kid
+    return distance(steered, cache[reference], **kw)
 
 
 def make_consistency(metric: str, *, device: str):
