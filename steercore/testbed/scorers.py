@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import ConfigError, MissingWeightsError
-from . import topics
+from . import topics as topics_world
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 CLIP_SCORE_W = 2.5  # CLIP-score weight w (Hessel et al.), as in the real scorer
@@ -81,10 +81,10 @@ class TopicScorer:
     """
 
     def __init__(self, vocabularies: dict[str, frozenset[str]] | None = None):
-        self.vocabularies = vocabularies or topics.TOPIC_VOCABULARY
+        self.vocabularies = vocabularies or topics_world.TOPIC_VOCABULARY
 
     def content_words(self, text: str) -> list[str]:
-        return [w for w in _WORD.findall(text.lower()) if w not in topics.FUNCTION_WORDS]
+        return [w for w in _WORD.findall(text.lower()) if w not in topics_world.FUNCTION_WORDS]
 
     def _vocabulary(self, topic: str) -> frozenset[str]:
         if topic not in self.vocabularies:
@@ -99,6 +99,6 @@ class TopicScorer:
             out.append(10.0 * sum(w in vocab for w in words) / len(words) if words else 0.0)
         return out
 
-    def classify(self, texts: list[str], topics_: list[str]) -> list[str]:
-        scores = torch.tensor([self.score(texts, t) for t in topics_])  # (T, N)
-        return [topics_[i] for i in scores.argmax(dim=0).tolist()]
+    def classify(self, texts: list[str], topics: list[str]) -> list[str]:
+        scores = torch.tensor([self.score(texts, t) for t in topics])  # (T, N)
+        return [topics[i] for i in scores.argmax(dim=0).tolist()]

@@ -78,7 +78,7 @@ def scene(seed: int) -> Scene:
     return sample_scene(np.random.default_rng(seed))
 
 
-def _shape_coverage(scenes: list[Scene]) -> torch.Tensor:
+def shape_coverage(scenes: list[Scene]) -> torch.Tensor:
     """Anti-aliased coverage in [0, 1] of each scene's shape, [N, H, W], from signed distances (1 px ramp)."""
     coords = torch.arange(IMAGE_SIZE, dtype=torch.float32) + 0.5
     y, x = torch.meshgrid(coords, coords, indexing="ij")  # (H, W)
@@ -102,7 +102,7 @@ def _shape_coverage(scenes: list[Scene]) -> torch.Tensor:
 
 def render(scenes: list[Scene]) -> torch.Tensor:
     """Images of the scenes as a float tensor [N, 3, 32, 32] in [-1, 1] (the diffusion model's range)."""
-    cover = _shape_coverage(scenes)[:, None]  # (N, 1, H, W)
+    cover = shape_coverage(scenes)[:, None]  # (N, 1, H, W)
     rgb = torch.tensor([s.rgb for s in scenes], dtype=torch.float32)[:, :, None, None]
     bg = torch.tensor([s.background for s in scenes], dtype=torch.float32)[:, None, None, None]
     img = cover * rgb + (1 - cover) * bg

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, DiffusionPipeline, ImagePipelineOutput, UNet2DConditionModel
 from diffusers.utils.torch_utils import randn_tensor
 from tokenizers import Tokenizer, models, pre_tokenizers
+from tokenizers.processors import TemplateProcessing
 from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
 
 from ..errors import ConfigError, MissingWeightsError
@@ -38,13 +39,10 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     words = list(SPECIAL.values()) + list(VOCABULARY)
     core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token=SPECIAL["unk"]))
     core.pre_tokenizer = pre_tokenizers.Whitespace()
-    from tokenizers.processors import TemplateProcessing
-
     core.post_processor = TemplateProcessing(single="<bos> $A <eos>", special_tokens=[
         ("<bos>", words.index("<bos>")), ("<eos>", words.index("<eos>"))])
-    tok = PreTrainedTokenizerFast(tokenizer_object=core, model_max_length=MAX_TOKENS, pad_token="<pad>",
-                                  unk_token="<unk>", bos_token="<bos>", eos_token="<eos>")
-    return tok
+    return PreTrainedTokenizerFast(tokenizer_object=core, model_max_length=MAX_TOKENS, pad_token="<pad>",
+                                   unk_token="<unk>", bos_token="<bos>", eos_token="<eos>")
 
 
 def build_text_encoder(tokenizer: PreTrainedTokenizerFast, width: int = 32) -> CLIPTextModel:

@@ -204,7 +204,7 @@ def augment_images(scenes: list, rng: np.random.Generator, gen: torch.Generator)
     """Renders with tinted, graded, noisy backgrounds, dimmed/brightened shapes and some blur, [N, 3, 32, 32]
     in [-1, 1]; what a generator's imperfect output looks like, so the scorer is robust to it."""
     n = len(scenes)
-    cover = shapes._shape_coverage(scenes)[:, None]  # (N, 1, H, W)
+    cover = shapes.shape_coverage(scenes)[:, None]  # (N, 1, H, W)
     rgb = torch.tensor([s.rgb for s in scenes], dtype=torch.float32)[:, :, None, None]
     rgb = (rgb * torch.empty(n, 1, 1, 1).uniform_(0.7, 1.1, generator=gen)).clamp(0, 1)
     # grey level up to 0.35 (a generator's background drifts lighter than the world's ≤ 0.12) plus a tint
