@@ -1,11 +1,11 @@
-# train_testbed: retrain the testbed models (shapes-world text-to-image, its image scorer, the topics LM)
-# from scratch with a fixed seed. Writes to results/testbed/; copy a folder over steercore/testbed/weights/
-# to ship it (the default run uses the shipped weights).
+# train_testbed: retrain a testbed model (shapes-world text-to-image, its image scorer, the topics LM) from
+# scratch with a fixed seed, into the folder the repository ships. The shipped folders were made by this rule;
+# retrain one with `snakemake --cores 1 --forcerun train_testbed steercore/testbed/weights/t2i`.
 
 
 rule train_testbed:
     output:
-        directory("results/testbed/{testbed_model}"),
+        directory("steercore/testbed/weights/{testbed_model}"),
     wildcard_constraints:
         testbed_model="t2i|lm|clip",
     params:
@@ -14,11 +14,11 @@ rule train_testbed:
         log("train_testbed", "{testbed_model}"),
     benchmark:
         bench("train_testbed", "{testbed_model}")
-    threads: THREADS
+    threads: 1  # one thread trained fastest on a busy 2-core machine (see the README)
     resources:
         mem_mb=8000,
     conda:
         "../envs/steerflow.yaml"
     shell:
-        "{params.python} workflow_scripts/train_testbed.py {wildcards.testbed_model} --out {output} --threads {threads}"
-        " > {log} 2>&1"
+        "{params.python} workflow_scripts/train_testbed.py {wildcards.testbed_model} --out {output}"
+        " --threads {threads} > {log} 2>&1"
