@@ -1,6 +1,6 @@
 # train_testbed: retrain a testbed model (shapes-world text-to-image, its image scorer, the topics LM) from
 # scratch with a fixed seed, into the folder the repository ships. The shipped folders were made by this rule;
-# retrain one with `snakemake --cores 1 --forcerun train_testbed steercore/testbed/weights/t2i`.
+# retrain one with `snakemake --cores 1 --force steercore/testbed/weights/t2i`.
 
 
 rule train_testbed:
