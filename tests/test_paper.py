@@ -78,7 +78,7 @@ def test_artefact_names_parse_and_mistakes_give_one_line():
     assert (a.kind, a.subjects, a.option) == ("table", ("testbed_red_blue", "testbed_red_blue_clip"), None)
     assert Artefact.parse("pareto-ci-unrelated_score").option == "unrelated_score"
     assert Artefact.parse("response-ci-strength").subjects == ("ci",)
-    assert [e["cov"]["samples"] for e in Artefact.parse("covsize-testbed_covsize").experiments()] == [8, 32, 128, 1024]
+    assert [e["cov"]["samples"] for e in Artefact.parse("covsize-testbed_covsize").experiments()] == [8, 32, 128, 512]
     for bad, message in [("pareto-ci-fid", "is not a paper artefact"), ("figure-ci", "is not a paper artefact"),
                          ("table-nope", "unknown experiment 'nope'"),
                          ("covsize-nope", "no covariance-size presets 'nope_n<N>'"),
