@@ -53,6 +53,8 @@ def test_ci_preset_runs_end_to_end_and_resumes_after_sigkill(tmp_path):
     assert 12 <= len(before) < 84, len(before)
     assert not (gen / "manifest.tsv").exists()
 
+    # a SIGKILLed Snakemake cannot remove its lock: release it (no other run is active), then rerun
+    finish(snakemake(wf, "--unlock"))
     finish(snakemake(wf, "results/pareto/ci.pdf", "results/pareto/ci_grid.png"))
     after = list(gen.glob("*/*/*.png"))
     assert len(after) == 84  # 7 conditions x 3 concepts x 2 prompts x 2 seeds
