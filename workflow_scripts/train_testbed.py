@@ -5,14 +5,14 @@
 
 import argparse
 import json
-import sys
 
 import torch
 
-from steercore.errors import SteerError
+from steercore.cli import main_guard
 from steercore.testbed.train import DEFAULT_STEPS, train
 
 
+@main_guard
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", choices=sorted(DEFAULT_STEPS), help="which testbed model to train")
@@ -25,11 +25,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     extra = {"checkpoint_dir": args.checkpoint_dir} if args.checkpoint_dir else {}
-    try:
-        result = train(args.model, args.out, steps=args.steps or DEFAULT_STEPS[args.model], seed=args.seed,
-                       max_seconds=args.max_seconds, **extra)
-    except SteerError as err:
-        sys.exit(f"train_testbed: {err}")
+    if args.steps is not None and args.steps < 1:
+        parser.error(f"--steps must be at least 1, got {args.steps}")
+    steps = DEFAULT_STEPS[args.model] if args.steps is None else args.steps
+    result = train(args.model, args.out, steps=steps, seed=args.seed, max_seconds=args.max_seconds, **extra)
     losses = result["losses"]
     print(json.dumps({"model": args.model, "out": args.out, "steps": result["steps"],
                       "first_loss": losses[0], "last_loss": losses[-1]}))

@@ -65,6 +65,21 @@ def _metadata(model: str, seed: int, steps: int, extra: dict, started: tuple[flo
             "torch": torch.__version__, **extra}
 
 
+def _staging(out: Path) -> Path:
+    """An empty `<out>.tmp` folder to build a model in before `_publish` moves it onto `out`."""
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    return tmp
+
+
+def _log_and_check_time(bar, losses: list, step: int, every: int, started, max_seconds: float | None) -> bool:
+    """Show the running loss every `every` steps; True once the wall-time budget is spent (stop training)."""
+    if step % every == 0:
+        bar.set_postfix(loss=f"{np.mean(losses[-every:]):.4f}")
+    return max_seconds is not None and time.time() - started[0] > max_seconds
+
+
 def _publish(tmp: Path, out: Path) -> None:
     """Replace `out` by the finished folder `tmp` (a reader never sees a half-written model)."""
     if out.exists():
@@ -146,12 +161,10 @@ def train_t2i(out: str | Path, steps: int = 5000, batch_size: int = 32, lr: floa
         ema_unet.update(unet)
         ema_text.update(text_encoder)
         losses.append(loss.item())
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
         if checkpoint_dir and checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
             _save_t2i(pipe, ema_unet, ema_text, Path(checkpoint_dir) / f"step{step + 1}",
                       _metadata("testbed-t2i", seed, step + 1, {"checkpoint_of": str(out)}, started))
-        if max_seconds is not None and time.time() - started[0] > max_seconds:
+        if _log_and_check_time(bar, losses, step, 50, started, max_seconds):
             break
     done = len(losses)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -166,9 +179,7 @@ def _save_t2i(pipe, ema_unet: EMA, ema_text: EMA, out: Path, meta: dict) -> None
 
     final = ShapesPipeline(unet=ema_unet.shadow, text_encoder=ema_text.shadow, tokenizer=pipe.tokenizer,
                            scheduler=pipe.scheduler)
-    tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp = _staging(out)
     final.save_pretrained(tmp, safe_serialization=True)
     write_metadata(tmp, meta)
     _publish(tmp, out)
@@ -272,13 +283,9 @@ def train_clip(out: str | Path, steps: int = 1000, batch_size: int = 96, lr: flo
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
         losses.append(loss.item())
-        if step % 20 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-        if max_seconds is not None and time.time() - started[0] > max_seconds:
+        if _log_and_check_time(bar, losses, step, 20, started, max_seconds):
             break
-    tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp = _staging(out)
     tmp.mkdir(parents=True)
     config = {"model_cfg": cfg, "preprocess_cfg": CLIP_PREPROCESS}
     (tmp / "open_clip_config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -322,13 +329,9 @@ def train_lm(out: str | Path, steps: int = 1500, batch_size: int = 48, lr: float
         opt.step()
         sched.step()
         losses.append(loss.item())
-        if step % 20 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-        if max_seconds is not None and time.time() - started[0] > max_seconds:
+        if _log_and_check_time(bar, losses, step, 20, started, max_seconds):
             break
-    tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp = _staging(out)
     model.eval().save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     write_metadata(tmp, _metadata("testbed-lm", seed, len(losses), {"batch_size": batch_size, "lr": lr,
