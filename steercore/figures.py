@@ -593,7 +593,8 @@ def image_grid(rows: list[tuple[str, list[Path]]], path: Path, cell: int = 64) -
 
 
 def experiment_grid(manifest: Path, out: Path, columns: int = 12) -> None:
-    """Grid of the first `columns` outputs of each concept in turn, one row per condition."""
+    """Grid of the outputs of each concept in turn, one row per condition: different prompts first (the first
+    seed of each), so a row shows as many prompts as fit in `columns`."""
     rows = read_tsv(manifest)
     by_cond: dict[str, list[dict]] = {}
     for r in rows:
@@ -602,6 +603,7 @@ def experiment_grid(manifest: Path, out: Path, columns: int = 12) -> None:
     per = max(1, columns // len(concepts))
     grid = []
     for cond, items in by_cond.items():
-        picked = [r for c in concepts for r in [x for x in items if x["concept"] == c][:per]]
+        order = sorted(items, key=lambda x: (int(x["seed"]), int(x["index"])))  # stable: same columns per row
+        picked = [r for c in concepts for r in [x for x in order if x["concept"] == c][:per]]
         grid.append((cond, [manifest.parent / r["path"] for r in picked]))
     image_grid(grid, out)
