@@ -2,8 +2,8 @@
 # here, at parse time, so a bad config stops the run before any job starts, with one line naming the key.
 import sys
 
-from steercore.errors import SteerError
-from steercore.experiment import ROOT, list_experiments, load_experiment
+from steercore.core.errors import SteerError
+from steercore.experiments.preset import ROOT, list_experiments, load_experiment
 
 
 
@@ -118,8 +118,8 @@ def bench(rule, pattern):
 
 
 # ---- paper figures and tables (rules/paper.smk; added with issue 8)
-from steercore.figures import ARTEFACT_PATTERN as PAPER_ARTEFACT
-from steercore.figures import Artefact, paper_artefacts
+from steercore.figures.artefacts import ARTEFACT_PATTERN as PAPER_ARTEFACT
+from steercore.figures.artefacts import Artefact, paper_artefacts
 
 
 def paper_inputs(w):

@@ -21,7 +21,7 @@ rule cov_shard:
     conda:
         "../envs/steerflow.yaml"
     shell:
-        "{params.python} workflow_scripts/collect.py neutral --experiment {params.experiment}"
+        "{params.python} workflow_scripts/cov_shard.py --experiment {params.experiment}"
         " --shard {wildcards.shard} --shards {wildcards.shards} --device {params.device} --threads {threads}"
         " --out {output} > {log} 2>&1"
 
@@ -43,4 +43,4 @@ rule cov:
     conda:
         "../envs/steerflow.yaml"
     shell:
-        "{params.python} workflow_scripts/merge_stats.py --out {output} {input} > {log} 2>&1"
+        "{params.python} workflow_scripts/cov.py --out {output} {input} > {log} 2>&1"

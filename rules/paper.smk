@@ -1,5 +1,5 @@
 # paper: the paper's figures and tables, each rendered from score tables only (no model), one job per artefact:
-# `snakemake results/paper/<artefact>.pdf` (names in steercore/figures.py and the README); `snakemake paper_all`
+# `snakemake results/paper/<artefact>.pdf` (names in steercore/figures/artefacts.py and the README); `snakemake paper_all`
 # builds every artefact of the experiments in config/config.yaml (the testbed by default).
 
 

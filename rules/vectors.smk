@@ -19,5 +19,5 @@ rule vectors:
     conda:
         "../envs/steerflow.yaml"
     shell:
-        "{params.python} workflow_scripts/collect.py concept --experiment {params.experiment} --concept {wildcards.concept}"
+        "{params.python} workflow_scripts/vectors.py --experiment {params.experiment} --concept {wildcards.concept}"
         " --device {params.device} --threads {threads} --out {output} > {log} 2>&1"

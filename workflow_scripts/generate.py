@@ -1,11 +1,11 @@
-"""generate stage: images or answers for the baseline and every method x strength of an experiment."""
+"""generate rule: images or answers for the baseline and every method x strength of an experiment."""
 
 import argparse
 from pathlib import Path
 
-from steercore.cli import add_common_args, job_device, main_guard
-from steercore.experiment import ROOT, load_experiment
-from steercore.generate import generate_experiment
+from steercore.stages.job import add_common_args, job_device, main_guard
+from steercore.experiments.preset import ROOT, load_experiment
+from steercore.stages.generate import generate_experiment
 
 
 @main_guard

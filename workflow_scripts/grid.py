@@ -1,10 +1,10 @@
-"""Image grid of an experiment: one row per condition, the same prompts and seeds in every column."""
+"""grid rule: sample grid of an experiment, one row per condition, the same prompts and seeds in every column."""
 
 import argparse
 from pathlib import Path
 
-from steercore.cli import main_guard
-from steercore.figures import experiment_grid
+from steercore.stages.job import main_guard
+from steercore.stages.pareto import render_sample_grid
 
 
 @main_guard
@@ -14,7 +14,7 @@ def main():
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--columns", type=int, default=12)
     a = p.parse_args()
-    experiment_grid(a.manifest, a.out, columns=a.columns)
+    render_sample_grid(a.manifest, a.out, columns=a.columns)
     print(f"wrote {a.out}")
 
 

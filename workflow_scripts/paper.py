@@ -1,10 +1,10 @@
-"""paper: one paper figure or table (PDF, SVG and LaTeX) from the score tables; see steercore/figures.py."""
+"""paper rule: one paper figure or table (PDF, SVG and LaTeX) from the score tables; names in steercore/figures/artefacts.py."""
 
 import argparse
 from pathlib import Path
 
-from steercore.cli import main_guard
-from steercore.figures import render_artefact
+from steercore.stages.job import main_guard
+from steercore.stages.paper import render_artefact
 
 
 @main_guard

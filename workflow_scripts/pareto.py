@@ -1,11 +1,11 @@
-"""pareto stage: Pareto plot (PDF and SVG), the points with their frontier flags (TSV), a LaTeX table."""
+"""pareto rule: Pareto plot (PDF and SVG), the points with their frontier flags (TSV), a LaTeX table."""
 
 import argparse
 from pathlib import Path
 
-from steercore.cli import main_guard
-from steercore.experiment import load_experiment
-from steercore.figures import render_experiment_pareto
+from steercore.stages.job import main_guard
+from steercore.experiments.preset import load_experiment
+from steercore.stages.pareto import render_experiment_pareto
 
 
 @main_guard

@@ -1,11 +1,11 @@
-"""score stage: concept scores and preservation for every condition and prompt set of an experiment."""
+"""score rule: concept scores and preservation for every condition and prompt set of an experiment."""
 
 import argparse
 from pathlib import Path
 
-from steercore.cli import add_common_args, job_device, main_guard
-from steercore.experiment import load_experiment
-from steercore.scoring import score_experiment
+from steercore.stages.job import add_common_args, job_device, main_guard
+from steercore.experiments.preset import load_experiment
+from steercore.stages.score import score_experiment
 
 
 @main_guard

@@ -8,7 +8,7 @@ import json
 
 import torch
 
-from steercore.cli import main_guard
+from steercore.stages.job import main_guard
 from steercore.testbed.train import DEFAULT_STEPS, train
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ConfigError, MissingWeightsError
-from .common import batched, choose_device, hub_file, hub_snapshot, load_image, url_file
+from steercore.core.errors import ConfigError, MissingWeightsError
+from steercore.scorers.common import batched, choose_device, load_image
+from steercore.hub import hub_file, hub_snapshot, url_file
 
 _WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
@@ -81,8 +82,6 @@ class ClipScorer:
     concept than to every competing text (default: the empty prompt, which is never templated).
     """
 
-    TSV_HEADER = ("item", "concept", "clip_score", "clip_correct")
-
     def __init__(self, model: str = "ViT-B-32", pretrained: str | os.PathLike | None = "openai", *,
                  templates: Sequence[str] = ("{}",), weight: float = 2.5, batch_size: int = 50,
                  device: str | torch.device | None = None, precision: str = "fp32", progress: bool = True):
@@ -132,14 +131,6 @@ class ClipScorer:
     def accuracy(self, images: Sequence, concept: str, against: Sequence[str] = ("",)) -> list[bool]:
         """Per image: closer to `concept` than to every text in `against`."""
         return [c for _, c in self._evaluate(images, concept, against)]
-
-    def rows(self, images: Sequence, concept: str, against: Sequence[str] = ("",),
-             names: Sequence[str] | None = None) -> list[tuple]:
-        """Rows for TSV_HEADER: (item, concept, clip_score, clip_correct as 0/1)."""
-        names = list(names) if names is not None else [str(i) for i in range(len(images))]
-        if len(names) != len(images):
-            raise ConfigError(f"CLIP scorer: {len(names)} names for {len(images)} images")
-        return [(n, concept, s, int(c)) for n, (s, c) in zip(names, self._evaluate(images, concept, against))]
 
     def _evaluate(self, images, concept, against):
         against = list(against)

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ConfigError, MissingWeightsError
-from .common import batched, choose_device, hub_snapshot
+from steercore.core.errors import ConfigError, MissingWeightsError
+from steercore.scorers.common import batched, choose_device
+from steercore.hub import hub_snapshot
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -43,8 +44,6 @@ class Consistency:
     RoBERTa/GPT-2 tokenizers get a prefix space as bert-score does with transformers 4 (transformers 5
     ignores the per-call flag). Models load on first use, so BLEU alone needs no weights.
     """
-
-    TSV_HEADER = ("item", "bert_precision", "bert_recall", "bert_f1", "bleu", "embedding_cosine")
 
     def __init__(self, *, bert_model: str | os.PathLike = "roberta-large", bert_layers: int | None = None,
                  embedding_model: str | os.PathLike = MINILM, batch_size: int = 64,
@@ -132,19 +131,10 @@ class Consistency:
     # ---- all together ----------------------------------------------------------------------------
 
     def score(self, steered: Sequence[str], unsteered: Sequence[str]) -> dict[str, list[float]]:
-        """Every measure, keyed like TSV_HEADER (without 'item')."""
+        """Every measure per pair: bert_precision, bert_recall, bert_f1, bleu, embedding_cosine."""
         p, r, f = self.bertscore(steered, unsteered)
         return {"bert_precision": p, "bert_recall": r, "bert_f1": f, "bleu": bleu(steered, unsteered),
                 "embedding_cosine": self.embedding_similarity(steered, unsteered)}
-
-    def rows(self, steered: Sequence[str], unsteered: Sequence[str],
-             names: Sequence[str] | None = None) -> list[tuple]:
-        """Rows for TSV_HEADER."""
-        names = list(names) if names is not None else [str(i) for i in range(len(steered))]
-        if len(names) != len(steered):
-            raise ConfigError(f"consistency: {len(names)} names for {len(steered)} answers")
-        s = self.score(steered, unsteered)
-        return [(n, *(s[k][i] for k in self.TSV_HEADER[1:])) for i, n in enumerate(names)]
 
 
 def _pairs(hypotheses, references):

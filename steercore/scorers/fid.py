@@ -16,15 +16,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ConfigError, FileFormatError
-from ..files import atomic_path
-from .common import batched, choose_device, load_image, url_file
+from steercore.core.errors import ConfigError, FileFormatError
+from steercore.core.files import atomic_path
+from steercore.scorers.common import batched, choose_device, load_image
+from steercore.hub import url_file
 
 INCEPTION_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt"
 IMAGE_EXTENSIONS = ("bmp", "jpg", "jpeg", "png", "ppm", "tif", "tiff", "webp")
 # Also searched for inception-2015-12-05.pt: clean-fid itself downloads it to /tmp.
 INCEPTION_SEARCH = ["/tmp"]
-TSV_HEADER = ("images", "reference", "n_images", "n_reference", "fid", "kid")
 
 FeatureFn = Callable[[list], torch.Tensor]
 
@@ -189,14 +189,6 @@ def kid(dir_a, dir_b, *, feature_extractor: FeatureFn | None = None, mode: str =
     return kernel(_features(dir_a, **kw), _features(dir_b, **kw), seed=seed)
 
 
-def fid_row(dir_a, dir_b, *, with_kid: bool = True, seed: int = 0, **kw) -> tuple:
-    """One row for TSV_HEADER, computing each folder's features once. KID is empty (None) when not wanted
-    or when the reference has no per-image features."""
-    a, b = _features(dir_a, **kw), _features(dir_b, **kw)
-    k = kernel(a, b, seed=seed) if with_kid and a.feats is not None and b.feats is not None else None
-    return (str(dir_a), str(dir_b), a.n, b.n, frechet(a, b), k)
-
-
 def reference_statistics(folder: str | os.PathLike, out: str | os.PathLike, **kw) -> FeatureSet:
     """Features of a folder of real images (e.g. COCO), saved as an .npz reference for `fid`/`kid`."""
     stats = folder_features(folder, **kw)
@@ -204,5 +196,5 @@ def reference_statistics(folder: str | os.PathLike, out: str | os.PathLike, **kw
     return stats
 
 
-__all__ = ("TSV_HEADER", "FeatureSet", "fid", "kid", "fid_row", "folder_features", "frechet",
+__all__ = ("FeatureSet", "fid", "kid", "folder_features", "frechet",
                           "kernel", "inception", "list_images", "reference_statistics")

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ConfigError, FileFormatError
-from .common import batched, choose_device, hub_snapshot
+from steercore.core.errors import ConfigError, FileFormatError
+from steercore.scorers.common import batched, choose_device
+from steercore.hub import hub_snapshot
 
 DEFAULT_JUDGE = "meta-llama/Llama-3.1-8B-Instruct"
 RATINGS = [str(k) for k in range(11)]
@@ -48,8 +49,6 @@ class Judge:
     `rating` = argmax p (the paper's score) and `expected` = Σ_k k·p_k. Prompts are batched with left
     padding; position ids follow the attention mask, so a text gets the same rating alone or in a batch.
     """
-
-    TSV_HEADER = ("item", "concept", "rating", "expected_rating")
 
     def __init__(self, model: str | os.PathLike = DEFAULT_JUDGE, *, template: str | os.PathLike | None = None,
                  batch_size: int = 8, device: str | torch.device | None = None, dtype: torch.dtype | None = None,
@@ -121,10 +120,3 @@ class Judge:
         rating, expected = self.rate(items, concept)
         return [float(r) for r in rating] if self.reduce == "argmax" else expected
 
-    def rows(self, answers: Sequence[str], concept: str, names: Sequence[str] | None = None) -> list[tuple]:
-        """Rows for TSV_HEADER: (item, concept, rating, expected_rating)."""
-        names = list(names) if names is not None else [str(i) for i in range(len(answers))]
-        if len(names) != len(answers):
-            raise ConfigError(f"judge: {len(names)} names for {len(answers)} answers")
-        rating, expected = self.rate(answers, concept)
-        return [(n, concept, r, e) for n, r, e in zip(names, rating, expected)]

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ConfigError, FileFormatError
-from .common import batched, choose_device, hub_file, hub_snapshot, url_file
+from steercore.core.errors import ConfigError, FileFormatError
+from steercore.scorers.common import batched, choose_device
+from steercore.hub import hub_file, hub_snapshot, url_file
 
 RTP_REPO = "allenai/real-toxicity-prompts"
 # Detoxify's own label names → the names its predictions use.
@@ -87,7 +88,6 @@ class Toxicity:
         ckpt = load_checkpoint(path)
         arch = ckpt["config"]["arch"]["args"]
         self.fields = [_RENAME.get(c, c) for c in ckpt["config"]["dataset"]["args"]["classes"]]
-        self.TSV_HEADER = ("item", *self.fields)  # per instance: 'original' and 'unbiased' differ in fields
         folder = hub_snapshot(hf_config or arch["model_type"], what=what, allow_patterns=["*.json", "*.txt"])
         model_class = getattr(transformers, arch["model_name"])
         config = model_class.config_class.from_pretrained(folder, num_labels=arch["num_classes"])
@@ -127,15 +127,6 @@ class Toxicity:
         """One probability per text: of the field named `concept` when there is one, else of 'toxicity'."""
         field = concept if concept in self.fields else "toxicity"
         return self.predict(items)[field]
-
-    def rows(self, texts: Sequence[str], names: Sequence[str] | None = None) -> list[tuple]:
-        """Rows for TSV_HEADER: (item, one probability per field)."""
-        names = list(names) if names is not None else [str(i) for i in range(len(texts))]
-        if len(names) != len(texts):
-            raise ConfigError(f"toxicity scorer: {len(names)} names for {len(texts)} texts")
-        pred = self.predict(texts)
-        return [(n, *(pred[f][i] for f in self.fields)) for i, n in enumerate(names)]
-
 
 def _read_records(path: Path) -> list[dict]:
     if path.suffix == ".parquet":

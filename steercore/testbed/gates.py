@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import shapes, topics
-from .lm import chat_prompt
-from .scorers import TestbedImageScorer, TopicScorer
+from steercore.testbed import shapes, topics
+from steercore.testbed.lm import chat_prompt
+from steercore.testbed.scorers import TestbedImageScorer, TopicScorer
 
 T2I_GATES = {"colour": 0.95, "shape": 0.85, "both": 0.80}
 LM_GATE = 0.95

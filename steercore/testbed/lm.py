@@ -11,8 +11,8 @@ from pathlib import Path
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from ..errors import MissingWeightsError
-from .topics import VOCABULARY
+from steercore.core.errors import MissingWeightsError
+from steercore.testbed.topics import VOCABULARY
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..errors import ConfigError, MissingWeightsError
-from . import topics as topics_world
+from steercore.core.errors import ConfigError, MissingWeightsError
+from steercore.testbed import topics as topics_world
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 CLIP_SCORE_W = 2.5  # CLIP-score weight w (Hessel et al.), as in the real scorer

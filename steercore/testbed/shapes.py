@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import ConfigError
+from steercore.core.errors import ConfigError
 
 IMAGE_SIZE = 32
 COLOURS = ("red", "green", "blue", "yellow")

@@ -19,8 +19,8 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from tokenizers.processors import TemplateProcessing
 from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
 
-from ..errors import ConfigError, MissingWeightsError
-from .shapes import IMAGE_SIZE, VOCABULARY, to_pil
+from steercore.core.errors import ConfigError, MissingWeightsError
+from steercore.testbed.shapes import IMAGE_SIZE, VOCABULARY, to_pil
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 

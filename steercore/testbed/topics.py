@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ConfigError
+from steercore.core.errors import ConfigError
 
 # Per topic: (nouns, verbs, adjectives); no word belongs to two topics or to FUNCTION_WORDS.
 _WORDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {

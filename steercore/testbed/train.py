@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError
-from . import shapes
+from steercore.core.errors import ConfigError
+from steercore.testbed import shapes
 
 META_FILE = "testbed_meta.json"
 
@@ -124,7 +124,7 @@ def train_t2i(out: str | Path, steps: int = 5000, batch_size: int = 32, lr: floa
 
     The learning rate is constant after warm-up, so the checkpoint at step k (in `checkpoint_dir`/step{k}) is
     exactly what a run with `steps=k` produces."""
-    from .t2i import build_pipeline, build_training_scheduler, images_to_latents
+    from steercore.testbed.t2i import build_pipeline, build_training_scheduler, images_to_latents
 
     started = _start()
     out = Path(out)
@@ -175,7 +175,7 @@ def train_t2i(out: str | Path, steps: int = 5000, batch_size: int = 32, lr: floa
 
 
 def _save_t2i(pipe, ema_unet: EMA, ema_text: EMA, out: Path, meta: dict) -> None:
-    from .t2i import ShapesPipeline
+    from steercore.testbed.t2i import ShapesPipeline
 
     final = ShapesPipeline(unet=ema_unet.shadow, text_encoder=ema_text.shadow, tokenizer=pipe.tokenizer,
                            scheduler=pipe.scheduler)
@@ -246,7 +246,7 @@ def train_clip(out: str | Path, steps: int = 1000, batch_size: int = 96, lr: flo
     targets: a text is a positive of every image it is true of); save it as an open_clip `local-dir:` folder."""
     from open_clip import CLIP
 
-    from .t2i import build_tokenizer
+    from steercore.testbed.t2i import build_tokenizer
 
     started = _start()
     out = Path(out)
@@ -301,8 +301,8 @@ def train_lm(out: str | Path, steps: int = 1500, batch_size: int = 48, lr: float
              warmup: int = 100, max_seconds: float | None = None, progress: bool = True) -> dict:
     """Train testbed-lm (next-token loss on the assistant turn only) on topics-world dialogues; save a
     transformers folder (LlamaForCausalLM + tokenizer with chat template) at `out`."""
-    from . import topics
-    from .lm import build_model, build_tokenizer, training_text
+    from steercore.testbed import topics
+    from steercore.testbed.lm import build_model, build_tokenizer, training_text
 
     started = _start()
     out = Path(out)

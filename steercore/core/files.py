@@ -1,0 +1,153 @@
+"""Statistics files: safetensors with provenance metadata, written atomically, checked when loaded.
+
+Layout of one file: for each (step, site) the tensors `{site}@{step}/n` (int64 []), `{site}@{step}/mean`
+(float64 [D]) and, for neutral statistics, `{site}@{step}/scatter` (float64 [D, D], so shards merge
+exactly). The metadata (all strings) says what the file is: format, kind, model, sites (JSON site → D),
+steps, aggregation, samples, source, concept, steercore version, extra (JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from steercore import __version__
+from steercore.core.errors import FileFormatError, ShapeMismatchError
+from steercore.core.stats import ActivationStats, Moments
+
+FORMAT = "steercore.core.stats/1"
+_META_KEYS = ("model", "source", "concept", "samples")
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ""):
+    """Yield a temporary path next to `path`; on success it is renamed onto `path` (on error, removed).
+
+    Readers therefore see either the old file or the complete new one, never a truncated one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def _name(step: int, site: str, what: str) -> str:
+    return f"{site}@{step}/{what}"
+
+
+def save_stats(stats: ActivationStats, path: str | os.PathLike) -> None:
+    """Write `stats` to `path` (safetensors, float64, on the CPU), atomically."""
+    tensors = {}
+    for (step, site), m in sorted(stats.moments.items()):
+        tensors[_name(step, site, "n")] = torch.tensor(m.n, dtype=torch.int64)
+        tensors[_name(step, site, "mean")] = m.mean.detach().to("cpu", torch.float64).contiguous()
+        if m.track_cov:
+            tensors[_name(step, site, "scatter")] = m.scatter.detach().to("cpu", torch.float64).contiguous()
+    meta = {
+        "format": FORMAT,
+        "kind": stats.kind,
+        "aggregation": stats.aggregation,
+        "sites": json.dumps(stats.sites),
+        "steps": json.dumps(stats.steps),
+        "steercore_version": __version__,
+        "extra": json.dumps({k: v for k, v in stats.meta.items() if k not in _META_KEYS}, default=str),
+    }
+    meta.update({k: str(stats.meta[k]) for k in _META_KEYS if k in stats.meta})
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The metadata of a statistics file, or one clear FileFormatError."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileFormatError(f"{path}: no such statistics file; run the step that writes it")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:  # safetensors raises several types for truncated/garbage headers
+        raise FileFormatError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0]}); "
+                              "delete it and rerun the step that writes it") from None
+    if meta.get("format") != FORMAT:
+        raise FileFormatError(f"{path}: not a steercore statistics file (format={meta.get('format')!r})")
+    return meta
+
+
+def load_stats(path: str | os.PathLike, *, kind: str | None = None, expect_sites: dict[str, int] | None = None,
+               model_name: str = "the model") -> ActivationStats:
+    """Read a statistics file. With `expect_sites` (site → D of the model it will be applied to), refuse a
+    file that lacks a site or has another dimension there, naming the site and both shapes."""
+    path = Path(path)
+    meta = read_metadata(path)
+    if kind is not None and meta["kind"] != kind:
+        raise FileFormatError(f"{path}: holds {meta['kind']} statistics, expected {kind}")
+    sites = json.loads(meta["sites"])
+    if expect_sites is not None:
+        for site, dim in expect_sites.items():
+            if site not in sites:
+                raise ShapeMismatchError(f"{path}: has no site '{site}' that {model_name} steers "
+                                         f"(file sites: {', '.join(sites) or 'none'})")
+            if sites[site] != dim:
+                raise ShapeMismatchError(f"{path}: site '{site}' is [{sites[site]}] in the file "
+                                         f"but [{dim}] in {model_name}")
+    stats = ActivationStats(meta["kind"], meta["aggregation"])
+    stats.meta = {k: meta[k] for k in _META_KEYS if k in meta}
+    stats.meta.update(json.loads(meta.get("extra", "{}")))
+    stats.meta["steercore_version"] = meta.get("steercore_version")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            names = set(f.keys())
+            for step in json.loads(meta["steps"]):
+                for site, dim in sites.items():
+                    if _name(step, site, "n") not in names:
+                        continue
+                    m = Moments(dim, stats.track_cov)
+                    m.n = int(f.get_tensor(_name(step, site, "n")))
+                    m.mean = f.get_tensor(_name(step, site, "mean"))
+                    if m.track_cov:
+                        m.scatter = f.get_tensor(_name(step, site, "scatter"))
+                    if m.mean.shape != (dim,) or (m.track_cov and m.scatter.shape != (dim, dim)):
+                        raise FileFormatError(f"{path}: tensors of site '{site}' step {step} do not match "
+                                              f"its declared dimension {dim}")
+                    stats.moments[(step, site)] = m
+    except FileFormatError:
+        raise
+    except Exception as e:
+        raise FileFormatError(f"{path}: corrupt tensor data ({str(e).splitlines()[0]}); "
+                              "delete it and rerun the step that writes it") from None
+    return stats
+
+
+def merge_stats_files(paths) -> ActivationStats:
+    """Merge statistics shards (same kind, aggregation and model) into one, exactly; sample counts add up."""
+    parts = [load_stats(p) for p in paths]
+    merged = parts[0]
+    for p, part in zip(paths[1:], parts[1:]):
+        if part.meta.get("model") != merged.meta.get("model"):
+            raise FileFormatError(f"{p}: model {part.meta.get('model')} differs from {merged.meta.get('model')} "
+                                  f"of {paths[0]}; shards must come from one model")
+        merged = merged.merge(part)
+    merged.meta["samples"] = sum(int(p.meta.get("samples", 0)) for p in parts)
+    merged.meta.pop("shard", None)
+    merged.meta["shards"] = len(parts)
+    return merged

@@ -1,0 +1,72 @@
+"""A steering plan: the fitted map for every (step, site) of a model, built from statistics files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from steercore.core.errors import ConfigError, ShapeMismatchError
+from steercore.core.methods import SteeringMap, fit_method, get_method
+from steercore.core.stats import ActivationStats
+
+
+@dataclass(frozen=True)
+class SteeringPlan:
+    """Maps keyed by (step, site). A plan whose only step is 0 serves every generation step (statistics
+    fitted on a 1-step model, or an LLM); otherwise generation step k uses the maps of step k."""
+
+    maps: dict[tuple[int, str], SteeringMap]
+    method: str = ""
+
+    @property
+    def sites(self) -> list[str]:
+        return sorted({site for _, site in self.maps})
+
+    @property
+    def steps(self) -> list[int]:
+        return sorted({step for step, _ in self.maps})
+
+    def map_for(self, step: int, site: str) -> SteeringMap | None:
+        """The map to apply at generation step `step` and `site`, or None if the site is not steered."""
+        if self.steps == [0]:
+            step = 0
+        elif step > self.steps[-1]:
+            raise ConfigError(f"the steering plan covers steps 0..{self.steps[-1]} but generation reached step "
+                              f"{step}; fit vectors with as many steps as you generate, or with one step")
+        return self.maps.get((step, site))
+
+
+def build_plan(method: str, source: ActivationStats, target: ActivationStats | None = None,
+               neutral: ActivationStats | None = None, *, sites: list[str] | None = None,
+               identity_cov: bool = False, clip: bool | None = None, renormalize: bool | None = None,
+               zero_mu: bool = False) -> SteeringPlan:
+    """Fit `method` at every (step, site) of the source concept means.
+
+    target=None erases the source (towards μ). Neutral statistics (μ, Σ) are needed by leace/midsteer;
+    neutral statistics of a single step serve every step of the concept means. zero_mu sets μ = 0.
+    """
+    if source.kind != "concept" or (target is not None and target.kind != "concept"):
+        raise ConfigError("source and target must be concept-mean statistics (kind 'concept')")
+    needs_neutral = get_method(method).needs_neutral
+    maps = {}
+    for (step, site), m in sorted(source.moments.items()):
+        if sites is not None and site not in sites:
+            continue
+        s = m.mean
+        t = target.mean(step, site) if target is not None else None
+        mu = sigma = None
+        if needs_neutral:
+            if neutral is None:
+                raise ConfigError(f"{method} needs neutral statistics (the cov stage)")
+            if neutral.sites.get(site) != s.shape[0]:
+                raise ShapeMismatchError(f"site '{site}' is [{s.shape[0]}] in the concept means but "
+                                         f"[{neutral.sites.get(site)}] in the neutral statistics")
+            mu = neutral.mean(step, site) * (0 if zero_mu else 1)
+            sigma = None if identity_cov else neutral.cov(step, site)
+            if target is None:
+                t = None  # erasure: the target is μ itself (after zero_mu, if set)
+        maps[(step, site)] = fit_method(method, source=s, target=t, mu=mu, sigma=sigma, identity_cov=identity_cov,
+                                        clip=clip, renormalize=renormalize)
+    if not maps:
+        raise ConfigError(f"no site to steer: the concept means hold {', '.join(source.sites) or 'nothing'}"
+                          + (f", the plan asked for {', '.join(sites)}" if sites else ""))
+    return SteeringPlan(maps, method)

@@ -1,0 +1,187 @@
+"""Streaming activation statistics per site: counts, means and scatter matrices, mergeable across jobs.
+
+A *site* is a named place in a model ("up.3", "layers.12.self_attn"); statistics are kept per (step, site),
+where step is the diffusion step (0 for LLMs and 1-step models). Nothing per token is stored: each batch is
+folded into float64 accumulators with the exact Chan et al. update, so `merge()` of shards equals one pass
+over the union of their data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from steercore.core.errors import ConfigError, ShapeMismatchError
+
+AGGREGATIONS = ("all", "average", "last")
+
+
+@dataclass
+class Moments:
+    """Count n, mean [D] and scatter S = Σᵢ(xᵢ − mean)(xᵢ − mean)ᵀ [D, D] of a stream of rows, in float64."""
+
+    dim: int
+    track_cov: bool = True
+    n: int = 0
+    mean: Tensor | None = None
+    scatter: Tensor | None = None
+
+    @torch.no_grad()
+    def update(self, X: Tensor) -> None:
+        """Fold rows X [N, D] in, as one batch (two matrix products, no per-row loop)."""
+        if X.ndim != 2 or X.shape[1] != self.dim:
+            raise ShapeMismatchError(f"statistics rows must be [N, {self.dim}], got {list(X.shape)}")
+        if X.shape[0] == 0:
+            return
+        X = X.detach().to(torch.float64)
+        m_b = X.mean(0)  # [D]
+        S_b = None
+        if self.track_cov:
+            Xc = X - m_b
+            S_b = Xc.mT @ Xc  # [D, D]
+        self._combine(X.shape[0], m_b, S_b)
+
+    def _combine(self, n_b: int, m_b: Tensor, S_b: Tensor | None) -> None:
+        if self.n == 0:
+            self.n, self.mean, self.scatter = n_b, m_b.clone(), None if S_b is None else S_b.clone()
+            return
+        n = self.n + n_b
+        delta = m_b.to(self.mean.device) - self.mean  # [D]
+        if self.track_cov:
+            # Chan et al.: S = S_a + S_b + δδᵀ·n_a·n_b/n
+            self.scatter = self.scatter + S_b.to(self.scatter.device) + torch.outer(delta, delta) * (self.n * n_b / n)
+        self.mean = self.mean + delta * (n_b / n)
+        self.n = n
+
+    def merge(self, other: "Moments") -> "Moments":
+        """A new Moments equal to one pass over both streams."""
+        if other.dim != self.dim or other.track_cov != self.track_cov:
+            raise ShapeMismatchError(f"cannot merge moments of D={self.dim} (cov={self.track_cov}) "
+                                     f"with D={other.dim} (cov={other.track_cov})")
+        out = Moments(self.dim, self.track_cov)
+        for part in (self, other):
+            if part.n:
+                out._combine(part.n, part.mean, part.scatter)
+        return out
+
+    @property
+    def cov(self) -> Tensor:
+        """Sample covariance S/(n − 1) [D, D]."""
+        if not self.track_cov:
+            raise ConfigError("these statistics were collected without covariance")
+        if self.n < 2:
+            raise ConfigError(f"a covariance needs at least 2 samples, got {self.n}")
+        return 0.5 * (self.scatter + self.scatter.mT) / (self.n - 1)
+
+
+def aggregate(x: Tensor, mode: str, mask: Tensor | None = None) -> Tensor:
+    """Turn one call's activations x [B, T, D] (or [B, D]) into sample rows [N, D].
+
+    - all: every (valid) token row is a sample, N = number of valid tokens;
+    - average: the mean of each sequence's valid rows, N = B;
+    - last: each sequence's last valid position, N = B (left or right padding, via `mask` [B, T]).
+    """
+    if mode not in AGGREGATIONS:
+        raise ConfigError(f"unknown aggregation '{mode}'; choose one of {', '.join(AGGREGATIONS)}")
+    if x.ndim == 2:
+        x = x.unsqueeze(1)  # [B, 1, D]
+    B, T, D = x.shape
+    if mask is not None:
+        if mask.shape != (B, T):
+            raise ShapeMismatchError(f"attention mask is {list(mask.shape)}, activations are [{B}, {T}, D]")
+        mask = mask.to(device=x.device, dtype=torch.bool)
+    if mode == "all":
+        return x[mask] if mask is not None else x.reshape(B * T, D)
+    if mode == "average":
+        if mask is None:
+            return x.mean(1)
+        w = mask.to(x.dtype).unsqueeze(-1)  # [B, T, 1]
+        return (x * w).sum(1) / w.sum(1).clamp_min(1)
+    # last: the highest position whose mask is set (works for left and right padding)
+    if mask is None:
+        return x[:, -1]
+    pos = torch.arange(T, device=x.device).expand(B, T)
+    idx = torch.where(mask, pos, -1).amax(1).clamp_min(0)  # [B]
+    return x[torch.arange(B, device=x.device), idx]
+
+
+@dataclass
+class ActivationStats:
+    """Moments per (step, site) plus provenance. kind 'neutral' tracks covariance, 'concept' only means.
+
+    `meta` holds provenance written into files: model, aggregation, source (data set), concept, extra.
+    """
+
+    kind: str = "neutral"
+    aggregation: str = "all"
+    meta: dict = field(default_factory=dict)
+    moments: dict[tuple[int, str], Moments] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.kind not in ("neutral", "concept"):
+            raise ConfigError(f"statistics kind must be 'neutral' or 'concept', got '{self.kind}'")
+        if self.aggregation not in AGGREGATIONS:
+            raise ConfigError(f"unknown aggregation '{self.aggregation}'; choose one of {', '.join(AGGREGATIONS)}")
+
+    @property
+    def track_cov(self) -> bool:
+        return self.kind == "neutral"
+
+    @torch.no_grad()
+    def add(self, step: int, site: str, x: Tensor, mask: Tensor | None = None) -> None:
+        """Aggregate one call's activations x [B, T, D] at (step, site) and fold them in."""
+        rows = aggregate(x, self.aggregation, mask)
+        key = (int(step), site)
+        if key not in self.moments:
+            self.moments[key] = Moments(rows.shape[-1], self.track_cov)
+        self.moments[key].update(rows)
+
+    def merge(self, other: "ActivationStats") -> "ActivationStats":
+        """Exact union of two shards (same kind and aggregation); keys present in one shard only are kept."""
+        if (other.kind, other.aggregation) != (self.kind, self.aggregation):
+            raise ConfigError(f"cannot merge {self.kind}/{self.aggregation} statistics with "
+                              f"{other.kind}/{other.aggregation}")
+        out = ActivationStats(self.kind, self.aggregation, dict(self.meta))
+        for key in sorted(set(self.moments) | set(other.moments)):
+            a, b = self.moments.get(key), other.moments.get(key)
+            if a is None or b is None:  # merging with an empty Moments makes an independent copy
+                a = a if a is not None else b
+                b = Moments(a.dim, a.track_cov)
+            out.moments[key] = a.merge(b)
+        return out
+
+    @property
+    def sites(self) -> dict[str, int]:
+        """Site name → activation dim D, in a stable order."""
+        return {site: self.moments[(step, site)].dim for step, site in sorted(self.moments)}
+
+    @property
+    def steps(self) -> list[int]:
+        return sorted({step for step, _ in self.moments})
+
+    def step_for(self, step: int) -> int:
+        """The stored step that serves generation step `step`: itself, or 0 when one set serves all steps."""
+        steps = self.steps
+        if steps == [0]:
+            return 0
+        if step not in steps:
+            raise ConfigError(f"statistics hold steps {steps[0]}..{steps[-1]} but step {step} was asked for; "
+                              "collect them with as many steps as you generate, or with a single step")
+        return step
+
+    def _get(self, step: int, site: str) -> Moments:
+        key = (self.step_for(step), site)
+        if key not in self.moments:
+            raise ShapeMismatchError(f"statistics have no site '{site}' (they hold {', '.join(self.sites)})")
+        return self.moments[key]
+
+    def mean(self, step: int, site: str) -> Tensor:
+        return self._get(step, site).mean
+
+    def cov(self, step: int, site: str) -> Tensor:
+        return self._get(step, site).cov
+
+    def count(self, step: int, site: str) -> int:
+        return self._get(step, site).n

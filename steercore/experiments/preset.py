@@ -1,0 +1,320 @@
+"""Experiments: loading and validating `config/experiments/<name>.yaml`, and everything derived from one.
+
+An experiment is one model, one concept switch (source → target) or erasure (source), several methods and
+strengths, and test prompts for the source, target and unrelated concepts. The JSON schema
+(`config/experiment.schema.yaml`) rejects unknown keys and wrong types and fills defaults; `load_experiment`
+adds the checks a schema cannot make (known model, prompt files exist, target given for a switch) and turns
+every mistake into one `ConfigError` line that names the file and the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from steercore.core.errors import ConfigError
+from steercore.core.methods import METHODS, get_method
+
+
+
+def find_root() -> Path:
+    """The workflow directory whose config/ and results/ are used: the working directory when it holds
+    config/experiments (Snakemake runs jobs there, also in a copy of the workflow), else this repository."""
+    here = Path.cwd()
+    return here if (here / "config" / "experiments").is_dir() else Path(__file__).resolve().parents[2]
+
+
+ROOT = find_root()
+SCHEMA = ROOT / "config" / "experiment.schema.yaml"
+BASELINE = ("none", 0.0)
+
+# The neutral corpus, concept-vector prompts and scorers a model family uses unless the experiment says otherwise.
+DEFAULTS_BY_KIND = {
+    "t2i": {"corpus": "relaion", "vector_prompts": {"file": "config/prompts/t2i_concept.txt"},
+            "concept_scorer": "clip", "preservation": "fid"},
+    "lm": {"corpus": "alpaca", "vector_prompts": {"file": "config/prompts/llm_concept.txt"},
+           "concept_scorer": "judge", "preservation": "consistency"},
+}
+TESTBED_DEFAULTS = {
+    "testbed-t2i": {"corpus": "testbed-shapes", "vector_prompts": {"generator": "testbed-shapes", "n": 200},
+                    "concept_scorer": "testbed-clip", "preservation": "fid"},
+    "testbed-lm": {"corpus": "testbed-topics", "vector_prompts": {"generator": "testbed-topics", "n": 200},
+                   "concept_scorer": "testbed-topics", "preservation": "consistency"},
+}
+
+
+def _extend_with_defaults(cls):
+    """A jsonschema validator class that also writes each property's `default` into the instance."""
+    validate_properties = cls.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = json.loads(json.dumps(sub["default"]))
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(cls, {"properties": set_defaults})
+
+
+_Validator = _extend_with_defaults(jsonschema.Draft202012Validator)
+
+
+def validate(data: dict, schema: dict, where: str) -> dict:
+    """Validate `data` against `schema`, filling defaults in place; raise one ConfigError line."""
+    errors = sorted(_Validator(schema).iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        e = errors[0]
+        key = ".".join(str(p) for p in e.absolute_path) or "(top level)"
+        if e.validator == "oneOf" and isinstance(e.instance, dict):
+            msg = "expected a list of prompts, {file: path} or {generator: testbed-shapes|testbed-topics}"
+        elif e.validator == "enum":
+            msg = f"{e.instance!r} is not allowed; choose one of {', '.join(map(str, e.validator_value))}"
+        else:
+            msg = e.message
+        raise ConfigError(f"{where}: {key}: {msg}")
+    return data
+
+
+@lru_cache(maxsize=None)
+def _schema_file() -> dict:
+    return yaml.safe_load(SCHEMA.read_text())
+
+
+def schema() -> dict:
+    """The experiment schema, its method and scorer enums taken from the code's registries (the file lists
+    the built-in names for readers; a method registered at run time is accepted too)."""
+    from steercore.scorers.registry import CONCEPT_SCORERS
+
+    s = json.loads(json.dumps(_schema_file()))
+    s["properties"]["methods"]["items"]["enum"] = list(METHODS)
+    s["$defs"]["scorer"]["enum"] = ["auto", *CONCEPT_SCORERS]
+    return s
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One steering condition of an experiment; the baseline is method 'none' at strength 0."""
+
+    method: str
+    strength: float
+
+    @property
+    def label(self) -> str:
+        """Directory name: 'midsteer-2', 'casteer-1.5', 'none-0'."""
+        return f"{self.method}-{self.strength:g}"
+
+    @classmethod
+    def parse(cls, label: str) -> "Condition":
+        method, _, strength = label.rpartition("-")
+        return cls(method, float(strength))
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A validated experiment with defaults filled in. `cfg` is the full dict; properties derive from it."""
+
+    name: str
+    cfg: dict
+
+    def __getitem__(self, key):
+        return self.cfg[key]
+
+    @property
+    def model_kind(self) -> str:
+        from steercore.models.registry import resolve_spec
+
+        return resolve_spec(self.cfg["model"]).kind
+
+    @property
+    def stats_model(self) -> str:
+        return self.cfg["stats_model"] or self.cfg["model"]
+
+    def _default(self, key: str):
+        return TESTBED_DEFAULTS.get(self.cfg["model"], DEFAULTS_BY_KIND[self.model_kind])[key]
+
+    @property
+    def corpus(self) -> str:
+        c = self.cfg["cov"]["corpus"]
+        return self._default("corpus") if c == "auto" else c
+
+    @property
+    def vector_prompts(self):
+        return self.cfg["vectors"].get("prompts") or self._default("vector_prompts")
+
+    @property
+    def concept_scorer(self) -> str:
+        """The scorer of the source concept (see concept_scorer_for)."""
+        return self.concept_scorer_for(self.cfg["source"])
+
+    def concept_scorer_for(self, concept: str) -> str:
+        """scorers.concept is one scorer name, or a mapping concept → name with an optional 'default'."""
+        c = self.cfg["scorers"]["concept"]
+        if isinstance(c, dict):
+            c = c.get(concept, c.get("default", "auto"))
+        return self._default("concept_scorer") if c == "auto" else c
+
+    @property
+    def preservation_metric(self) -> str:
+        """The preservation column the Pareto x axis reads (bertscore → its precision, as in the paper)."""
+        return "bert_precision" if self.preservation == "bertscore" else self.preservation
+
+    @property
+    def preservation(self) -> str:
+        p = self.cfg["scorers"]["preservation"]
+        return self._default("preservation") if p == "auto" else p
+
+    @property
+    def concepts(self) -> list[str]:
+        """Concepts whose vectors are needed: the source, and the target of a switch."""
+        return [self.cfg["source"]] + ([self.cfg["target"]] if self.cfg["kind"] == "switch" else [])
+
+    @property
+    def test_concepts(self) -> list[str]:
+        """Prompt sets generated and scored: source, target (if given), then the unrelated concepts."""
+        p = self.cfg["prompts"]
+        out = ["source"] + (["target"] if "target" in p else []) + list(p.get("unrelated", {})) + list(p.get("extra", {}))
+        return [self.concept_name(c) for c in out]
+
+    def concept_name(self, role: str) -> str:
+        return {"source": self.cfg["source"], "target": self.cfg["target"]}.get(role, role)
+
+    def word(self, concept: str) -> str:
+        return self.cfg["words"].get(concept, concept)
+
+    @property
+    def conditions(self) -> list[Condition]:
+        """The baseline first, then every method × strength."""
+        return [Condition(*BASELINE)] + [Condition(m, float(s)) for m in self.cfg["methods"]
+                                         for s in self.cfg["strengths"]]
+
+    def cov_id(self, shard: int | None = None, shards: int | None = None) -> str:
+        """Identifies a neutral-statistics file: corpus, sample count, aggregation, steps, site kind."""
+        c = self.cfg["cov"]
+        parts = [self.corpus.replace(":", "_").replace("/", "_"), f"n{c['samples']}", c["aggregation"],
+                 "perstep" if c["per_step"] else "step0"]
+        if self.model_kind == "lm":
+            parts.append(self.cfg["llm_site"])
+        return "_".join(parts)
+
+    def vectors_id(self) -> str:
+        """Identifies concept-mean files: prompts, sample count, aggregation, steps, site kind (short hash)."""
+        v = self.cfg["vectors"]
+        key = json.dumps([self.vector_prompts, v["samples"], v["aggregation"], self.cfg["cov"]["per_step"],
+                          self.cfg["llm_site"] if self.model_kind == "lm" else None, self.cfg["steps"],
+                          self.cfg["seed"]], sort_keys=True)
+        return hashlib.sha1(key.encode()).hexdigest()[:8]
+
+
+    # ---- where this experiment's files live (the rules and the scripts both ask here)
+
+    @property
+    def stats_dir(self) -> str:
+        """The statistics model as one path component (a local folder becomes its basename)."""
+        name = self.stats_model
+        return Path(name).name if Path(name).is_dir() else name
+
+    @property
+    def needs_cov(self) -> bool:
+        return any(get_method(m).needs_neutral for m in self.cfg["methods"])
+
+    def cov_path(self) -> str:
+        return f"results/cov/{self.stats_dir}/{self.cov_id()}.safetensors"
+
+    def vectors_path(self, concept: str) -> str:
+        return f"results/vectors/{self.stats_dir}/{self.vectors_id()}/{concept}.safetensors"
+
+
+def experiment_path(name: str, root: Path = ROOT) -> Path:
+    return root / "config" / "experiments" / f"{name}.yaml"
+
+
+def list_experiments(root: Path = ROOT) -> list[str]:
+    return sorted(p.stem for p in (root / "config" / "experiments").glob("*.yaml"))
+
+
+def load_experiment(name_or_path: str | Path, root: Path = ROOT) -> Experiment:
+    """Load, validate and complete an experiment by preset name or path; one ConfigError line on any mistake."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = experiment_path(str(name_or_path), root)
+        if not path.is_file():
+            raise ConfigError(f"unknown experiment '{name_or_path}'; presets: {', '.join(list_experiments(root))}")
+    where = str(path.relative_to(root)) if path.is_absolute() and path.is_relative_to(root) else str(path)
+    try:
+        cfg = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"{where}: cannot read it as YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys, got {type(cfg).__name__}")
+    validate(cfg, schema(), where)
+    exp = Experiment(path.stem, cfg)
+    _check_semantics(exp, where, root)
+    return exp
+
+
+def _check_semantics(exp: Experiment, where: str, root: Path) -> None:
+    from steercore.models.registry import MODELS, model_spec
+
+    cfg = exp.cfg
+    for key in ("model", "stats_model"):
+        name = cfg[key]
+        if name is None or Path(name).is_dir():
+            continue
+        try:
+            model_spec(name)
+        except ConfigError:
+            raise ConfigError(f"{where}: {key}: unknown model '{name}'; choose one of {', '.join(MODELS)} "
+                              "or give a local model folder") from None
+    if cfg["outputs_from"]:
+        other = load_experiment(cfg["outputs_from"], root)
+        same = ("model", "kind", "source", "target", "methods", "strengths", "prompts", "samples_per_prompt", "seed")
+        diff = [k for k in same if other.cfg[k] != cfg[k]]
+        if diff:
+            raise ConfigError(f"{where}: outputs_from: experiment '{cfg['outputs_from']}' differs in {', '.join(diff)}; "
+                              "it must have generated exactly what this experiment scores")
+    if cfg["kind"] == "switch" and not cfg["target"]:
+        raise ConfigError(f"{where}: target: a switch experiment needs a target concept")
+    if cfg["kind"] == "erase" and cfg["target"]:
+        raise ConfigError(f"{where}: target: an erase experiment has no target (it steers towards the neutral mean)")
+    if cfg["kind"] == "erase":
+        switch_only = [m for m in cfg["methods"] if get_method(m).needs_target]
+        if switch_only:
+            erasers = [m for m in METHODS if not get_method(m).needs_target]
+            raise ConfigError(f"{where}: methods: {switch_only[0]} needs a target; use {', '.join(erasers)} to erase")
+    if cfg["kind"] == "switch" and "target" not in cfg["prompts"]:
+        raise ConfigError(f"{where}: prompts.target: a switch experiment needs target prompts (for the goal line)")
+    sets = {"vectors.prompts": exp.vector_prompts, **{f"prompts.{k}": v for k, v in cfg["prompts"].items()
+                                                        if k in ("source", "target")},
+            **{f"prompts.{group}.{k}": v for group in ("unrelated", "extra")
+               for k, v in cfg["prompts"].get(group, {}).items()}}
+    for key, spec in sets.items():
+        if isinstance(spec, dict) and "file" in spec and not (root / spec["file"]).is_file():
+            raise ConfigError(f"{where}: {key}: prompt file '{spec['file']}' does not exist")
+    corpus = exp.corpus
+    if corpus.startswith("file:") and not (root / corpus[5:]).is_file():
+        raise ConfigError(f"{where}: cov.corpus: corpus file '{corpus[5:]}' does not exist")
+    if cfg["model"] in TESTBED_DEFAULTS:
+        _check_testbed_concepts(exp, where)
+
+
+def _check_testbed_concepts(exp: Experiment, where: str) -> None:
+    """Testbed worlds know a fixed vocabulary: refuse concepts they cannot draw or talk about."""
+    if exp["model"] == "testbed-t2i":
+        from steercore.testbed.shapes import COLOURS, SHAPES
+
+        known = (*COLOURS, *SHAPES)
+    else:
+        from steercore.testbed.topics import TOPICS
+
+        known = tuple(TOPICS)
+    for concept in [exp["source"], exp["target"], *exp["prompts"]["unrelated"], *exp["prompts"]["extra"]]:
+        if concept is not None and exp.word(concept) not in known:
+            raise ConfigError(f"{where}: concept '{concept}' is not in the {exp['model']} world; "
+                              f"choose one of {', '.join(known)}")

@@ -1,0 +1,58 @@
+"""Prompt sets: the texts a stage feeds to a model, resolved from an experiment's config deterministically.
+
+A prompt set is a list of literal prompts, a file (one prompt per line, "{}" replaced by the concept's word,
+lines starting with "#" skipped), or a testbed generator. Neutral corpora for the cov stage are in
+`steercore.experiments.corpora`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from steercore.core.errors import ConfigError
+from steercore.experiments.preset import ROOT, Experiment
+
+
+def read_lines(path: Path) -> list[str]:
+    lines = [ln.strip() for ln in path.read_text().splitlines()]
+    return [ln for ln in lines if ln and not ln.startswith("#")]
+
+
+def resolve(spec, concept: str, word: str, *, seed: int = 0, root: Path = ROOT) -> list[str]:
+    """The prompts of one prompt set for `concept` (whose word fills "{}" in prompt files)."""
+    if isinstance(spec, list):
+        return [p.replace("{}", word) for p in spec]
+    if "file" in spec:
+        lines = [ln.replace("{}", word) for ln in read_lines(root / spec["file"])]
+        return lines[: spec.get("limit", len(lines))]
+    n = spec.get("n", 8)
+    if spec["generator"] == "testbed-shapes":
+        from steercore.testbed.shapes import concept_captions
+
+        return concept_captions(word, n, seed)
+    if spec["generator"] == "testbed-topics":
+        from steercore.testbed.topics import topic_questions
+
+        return topic_questions(word, n, seed)
+    raise ConfigError(f"unknown prompt generator '{spec['generator']}'")
+
+
+def eval_prompts(exp: Experiment, concept: str) -> list[str]:
+    """Test prompts of one concept of the experiment (source, target or an unrelated one)."""
+    p = exp["prompts"]
+    role = "source" if concept == exp["source"] else "target" if concept == exp["target"] else None
+    spec = p[role] if role else p["unrelated"][concept] if concept in p["unrelated"] else p["extra"][concept]
+    return resolve(spec, concept, exp.word(concept), seed=exp["seed"])
+
+
+def vector_prompts(exp: Experiment, concept: str) -> list[str]:
+    """Prompts whose activations average to the concept's mean vector, cycled up to vectors.samples."""
+    prompts = resolve(_sized(exp.vector_prompts, exp["vectors"]["samples"]), concept, exp.word(concept),
+                      seed=exp["seed"])
+    n = exp["vectors"]["samples"]
+    return [prompts[i % len(prompts)] for i in range(n)]
+
+
+def _sized(spec, n: int):
+    """A generator spec asks for exactly n prompts; lists and files are cycled by the caller."""
+    return {**spec, "n": n} if isinstance(spec, dict) and "generator" in spec else spec

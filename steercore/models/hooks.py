@@ -1,0 +1,313 @@
+"""Attach a steering plan (write) or a statistics collector (read) to a real pipeline or causal LM.
+
+Both are context managers built on removable torch forward hooks on the site modules (`sites.py`), so
+attention slicing, fused QKV and processor swaps cannot bypass them: the hook wraps the attention module,
+not its processor. What they share is the *call state* that a site hook needs:
+
+- diffusion: the step index (the number of `scheduler.step` calls since the pipeline's `set_timesteps`,
+  i.e. the pipeline's loop index, reset per generation), whether this denoiser call runs batched CFG
+  (the pipeline's `do_classifier_free_guidance`, else the flag its `encode_prompt` received) — then only the
+  second, conditional half of the batch is touched — and the text length of the call (FLUX single blocks);
+- LLMs: the attention mask of the current positions (padding is neither steered nor counted) and whether
+  the call decodes new tokens (a non-empty KV cache; for `generated_only`).
+
+On exit every hook and method patch is removed; the model is exactly as before.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+from torch import Tensor, nn
+
+from steercore.core.errors import ConfigError, ShapeMismatchError, SteerError
+from steercore.core.methods import Strength, check_strength
+from steercore.core.plan import SteeringPlan
+from steercore.models.sites import Site, denoiser_of, is_pipeline, language_model_of, resolve_sites
+from steercore.core.stats import ActivationStats
+
+# A site callback gets (site name, activations [B, T, D] of the part to read/steer, row mask [B, T] or None)
+# and returns the replacement activations (steering) or None (reading).
+SiteFn = Callable[[str, Tensor, "Tensor | None"], "Tensor | None"]
+
+
+# ------------------------------------------------------------------------------------------ call state
+
+
+@dataclass
+class CallState:
+    """What the site hooks need to know about the current forward call (see the module docstring)."""
+
+    step: int = 0
+    cfg: bool = False
+    skip: bool = False  # a second denoiser call in one scheduler step without batched CFG: FLUX's true-CFG
+    # negative prompt (FluxPipeline calls the transformer once with the prompt, then once with the negative)
+    text_len: int = 0
+    mask: Tensor | None = None  # LLM: [B, T] bool of the current positions, None when all are valid
+    decoding: bool = False  # LLM: the call extends a non-empty KV cache
+    calls_in_step: int = 0
+    encode_cfg: bool = False  # the CFG flag the pipeline last passed to encode_prompt (pipelines without the property)
+
+    def reset(self) -> None:
+        self.step, self.calls_in_step, self.skip = 0, 0, False
+
+
+class Patches:
+    """Instance-level method patches and torch hook handles, all undone by `remove()`.
+
+    Patches stack: a second attachment (say collect_statistics inside attach_steering) wraps the first one's
+    wrapper, and nested exits restore each layer in turn."""
+
+    def __init__(self):
+        self.handles: list = []
+        self.patched: list[tuple[object, str, object]] = []
+
+    def patch(self, obj, name: str, wrapper_of: Callable[[Callable], Callable]) -> None:
+        previous = vars(obj).get(name, _MISSING)
+        setattr(obj, name, wrapper_of(getattr(obj, name)))
+        self.patched.append((obj, name, previous))
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+        for obj, name, previous in reversed(self.patched):
+            if previous is _MISSING:
+                vars(obj).pop(name, None)
+            else:
+                setattr(obj, name, previous)
+        self.handles.clear()
+        self.patched.clear()
+
+
+_MISSING = object()
+
+
+# diffusers hooks that reuse or skip computations (caches, layer skipping) or rewrite attention (SEG)
+_SKIPPING = re.compile(r"cache|fbc|skip|broadcast|smoothed_energy|taylorseer", re.IGNORECASE)
+
+
+def _check_no_skipping_hooks(module: nn.Module) -> None:
+    """A cached/skipped block would silently go unsteered (or reuse a stale steered output): refuse."""
+    for name, m in module.named_modules():
+        registry = getattr(m, "_diffusers_hook", None)
+        for key, hook in (getattr(registry, "hooks", None) or {}).items():
+            if _SKIPPING.search(key) or _SKIPPING.search(type(hook).__name__):
+                raise SteerError(f"{type(hook).__name__} on {type(module).__name__}.{name or '(root)'} skips "
+                                 "computations that steering must see; disable it first (e.g. disable_cache())")
+
+
+def _cfg_flag_from_encode_prompt(pipe, state: CallState, patches: Patches) -> bool:
+    """Pipelines without a `do_classifier_free_guidance` property (PixArt) pass the flag to encode_prompt."""
+    fn = getattr(pipe, "encode_prompt", None)
+    if fn is None or "do_classifier_free_guidance" not in inspect.signature(fn).parameters:
+        return False
+    sig = inspect.signature(fn)
+
+    def wrapper_of(orig):
+        @functools.wraps(orig)
+        def encode_prompt(*args, **kwargs):
+            bound = sig.bind(*args, **kwargs)
+            bound.apply_defaults()
+            state.encode_cfg = bool(bound.arguments["do_classifier_free_guidance"])
+            return orig(*args, **kwargs)
+        return encode_prompt
+
+    patches.patch(pipe, "encode_prompt", wrapper_of)
+    return True
+
+
+def track_pipeline(pipe, state: CallState, patches: Patches, *, on_call: Callable[[], None] | None = None) -> None:
+    """Keep `state` current for every denoiser call of `pipe` (steps, CFG, text length)."""
+    den = denoiser_of(pipe)
+    _check_no_skipping_hooks(den)
+    scheduler = pipe.scheduler
+    has_property = isinstance(getattr(type(pipe), "do_classifier_free_guidance", None), property)
+    if not has_property:
+        _cfg_flag_from_encode_prompt(pipe, state, patches)
+
+    def set_timesteps_of(orig):
+        @functools.wraps(orig)  # pipelines inspect set_timesteps' signature (retrieve_timesteps)
+        def set_timesteps(*args, **kwargs):
+            state.reset()  # a new generation
+            return orig(*args, **kwargs)
+        return set_timesteps
+
+    def step_of(orig):
+        @functools.wraps(orig)
+        def step(*args, **kwargs):
+            out = orig(*args, **kwargs)
+            state.step += 1
+            state.calls_in_step = 0
+            return out
+        return step
+
+    patches.patch(scheduler, "set_timesteps", set_timesteps_of)
+    patches.patch(scheduler, "step", step_of)
+
+    def pre_hook(module, args, kwargs):
+        if pipe.scheduler is not scheduler:
+            raise SteerError("the pipeline's scheduler was replaced inside attach_steering/collect_statistics; "
+                             "set the scheduler before entering the context")
+        state.cfg = bool(pipe.do_classifier_free_guidance) if has_property else state.encode_cfg
+        # Without batched CFG, a second denoiser call in the same step is the negative prompt (FLUX true CFG)
+        state.skip = not state.cfg and state.calls_in_step > 0
+        state.calls_in_step += 1
+        text = kwargs.get("encoder_hidden_states")
+        state.text_len = text.shape[1] if isinstance(text, Tensor) and text.ndim == 3 else 0
+        if on_call is not None:
+            on_call()
+
+    patches.handles.append(den.register_forward_pre_hook(pre_hook, with_kwargs=True))
+
+
+def track_language_model(model: nn.Module, state: CallState, patches: Patches) -> None:
+    """Keep the current-position mask and the decoding flag in `state` for every forward of `model`."""
+
+    def pre_hook(module, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if ids is None:
+            ids = kwargs.get("inputs_embeds")
+        T = ids.shape[1]
+        mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
+        if isinstance(mask, Tensor) and mask.ndim == 2:
+            cur = mask[:, -T:].bool()  # [B, T]: the mask covers cached + current positions
+            state.mask = None if bool(cur.all()) else cur
+        else:
+            state.mask = None
+        cache = kwargs.get("past_key_values")
+        past = cache.get_seq_length() if cache is not None and hasattr(cache, "get_seq_length") else 0
+        state.decoding = past > 0
+
+    patches.handles.append(model.register_forward_pre_hook(pre_hook, with_kwargs=True))
+
+
+# ------------------------------------------------------------------------------------------ site hooks
+
+
+def _site_hook(site: Site, state: CallState, fn: SiteFn, diffusion: bool):
+    layout = site.layout
+
+    def hook(module, args, output):
+        if state.skip:
+            return None
+        x = output[0] if layout == "first" else output  # [B, T, D]
+        lo = x.shape[0] // 2 if (diffusion and state.cfg) else 0  # CFG batch = [unconditional; conditional]
+        t0 = state.text_len if layout == "image_tail" else 0
+        part = x[lo:, t0:] if (lo or t0) else x
+        new = fn(site.name, part, None if diffusion else state.mask)
+        if new is None:
+            return None
+        if lo or t0:
+            full = x.clone()
+            full[lo:, t0:] = new
+            new = full
+        return (new, *output[1:]) if layout == "first" else new
+
+    return hook
+
+
+def _select(sites: list[Site], names) -> list[Site]:
+    if names is None:
+        return sites
+    known = {s.name for s in sites}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(f"unknown site(s) {', '.join(unknown)}; this model has {', '.join(sorted(known))}")
+    return [s for s in sites if s.name in set(names)]
+
+
+@contextmanager
+def _attached(target, fn: SiteFn, state: CallState, *, llm_site: str, sites=None) -> Iterator[CallState]:
+    patches = Patches()
+    diffusion = is_pipeline(target)
+    chosen = _select(resolve_sites(target, llm_site), sites)
+    try:
+        if diffusion:
+            track_pipeline(target, state, patches)
+        else:
+            track_language_model(language_model_of(target), state, patches)
+        for site in chosen:
+            patches.handles.append(site.module.register_forward_hook(_site_hook(site, state, fn, diffusion)))
+        yield state
+    finally:
+        patches.remove()
+
+
+# ------------------------------------------------------------------------------------------ public API
+
+
+@contextmanager
+def attach_steering(target, plan: SteeringPlan, strength: Strength = 1.0, *, llm_site: str = "self_attn",
+                    steer_only_up: bool = False, generated_only: bool = False):
+    """Steer every call of `target` (a pipeline or causal LM) inside the block with `plan` at `strength`.
+
+    strength: a float, or a tensor [N] with one strength per produced sample (diffusion: prompts ×
+    images per prompt in output order; LLM: batch rows). Under batched CFG only the conditional half is
+    steered. Step k of a generation uses plan.map_for(k, site). steer_only_up skips the UNet `down` blocks;
+    generated_only (LLMs) leaves the prompt (prefill) unsteered. Yields the live `CallState` (step, CFG flag).
+    """
+    check_strength(strength)
+    if generated_only and is_pipeline(target):
+        raise ConfigError("generated_only applies to language models, not to diffusion pipelines")
+    if isinstance(strength, Tensor) and strength.ndim > 1:
+        raise ConfigError("strength must be a number or a 1-D tensor of per-sample strengths, "
+                          f"got shape {list(strength.shape)}")
+    model_sites = find_plan_sites(target, plan, llm_site)
+    if steer_only_up:
+        model_sites = [s for s in model_sites if not s.startswith("down.")]
+    state = CallState()
+    cache: dict = {"step": None, "maps": {}}
+    strengths: dict = {}  # per-sample strengths copied once per device, not once per hook call
+
+    def steer(site: str, x: Tensor, mask: Tensor | None) -> Tensor | None:
+        if generated_only and not state.decoding:
+            return None
+        if cache["step"] != state.step:  # look the maps up once per step, not once per hook call
+            cache["maps"] = {s: plan.map_for(state.step, s) for s in model_sites}
+            cache["step"] = state.step
+        m = cache["maps"].get(site)
+        if m is None:
+            return None
+        beta = strength
+        if isinstance(strength, Tensor):
+            beta = strengths.get(x.device)
+            if beta is None:
+                beta = strengths[x.device] = strength.to(x.device)
+        new = m.edit(x, beta)
+        return new if mask is None else torch.where(mask.unsqueeze(-1), new, x)
+
+    with _attached(target, steer, state, llm_site=llm_site, sites=model_sites):
+        yield state
+
+
+def find_plan_sites(target, plan: SteeringPlan, llm_site: str = "self_attn") -> list[str]:
+    """The plan's sites, checked against the model: every one must exist with the plan's width D."""
+    dims = {s.name: s.dim for s in resolve_sites(target, llm_site)}
+    missing = [s for s in plan.sites if s not in dims]
+    if missing:
+        raise ConfigError(f"the steering plan has site(s) {', '.join(missing[:5])} that {type(target).__name__} "
+                          f"lacks (it has {', '.join(list(dims)[:5])}, …); were the vectors fitted on this model"
+                          f"{'' if is_pipeline(target) else f' with llm_site={llm_site!r}'}?")
+    for (step, site), m in plan.maps.items():
+        if m.dim != dims[site]:
+            raise ShapeMismatchError(f"site '{site}' has D={dims[site]} in the model but D={m.dim} in the plan")
+    return plan.sites
+
+
+@contextmanager
+def collect_statistics(target, stats: ActivationStats, *, llm_site: str = "self_attn", sites=None):
+    """Feed `stats.add(step, site, x, mask)` from every call of `target` inside the block (conditional half
+    only under CFG; LLM padding excluded through the attention mask). Nothing per token is kept."""
+    state = CallState()
+
+    def read(site: str, x: Tensor, mask: Tensor | None) -> None:
+        stats.add(state.step, site, x, mask)
+
+    with torch.no_grad(), _attached(target, read, state, llm_site=llm_site, sites=sites):
+        yield stats

@@ -1,0 +1,186 @@
+"""The models Steerflow knows by keyword, and one loader for them (or for any Hub id / local folder).
+
+Weights are only ever read from a local folder or the Hugging Face cache unless the Hub is reachable; with
+`HF_HUB_OFFLINE=1` (or no network) and no local copy, `load_model` fails at once with a `MissingWeightsError`
+naming the model and the command that fetches it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from steercore.core.errors import ConfigError, MissingWeightsError
+from steercore.hub import model_source
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # steercore/
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to load and run one model. `cls` is a dotted import path, imported only when the model is loaded."""
+
+    key: str
+    hub_id: str | None
+    cls: str
+    kind: str  # 't2i' (a diffusers pipeline) or 'lm' (a causal LM and its tokenizer)
+    dtype: str = "float32"  # on a GPU; the CPU always runs float32
+    steps: int | None = None  # default number of inference steps
+    guidance: float | None = None  # default guidance scale
+    variant: str | None = None  # weight-file variant on the Hub ('fp16')
+    local: str | None = None  # folder relative to the steercore package (testbed models)
+    load_kwargs: dict = field(default_factory=dict)
+
+
+_SD = "diffusers.StableDiffusionPipeline"
+_SDXL = "diffusers.StableDiffusionXLPipeline"
+_NO_SAFETY = {"safety_checker": None, "requires_safety_checker": False}
+MODELS: dict[str, ModelSpec] = {s.key: s for s in [
+    ModelSpec(key="sd14", hub_id="CompVis/stable-diffusion-v1-4", cls=_SD, kind="t2i", dtype="float16", steps=50,
+              guidance=7.5, load_kwargs=_NO_SAFETY),
+    ModelSpec(key="sd15", hub_id="stable-diffusion-v1-5/stable-diffusion-v1-5", cls=_SD, kind="t2i", dtype="float16",
+              steps=50, guidance=7.5, load_kwargs=_NO_SAFETY),
+    ModelSpec(key="sd21", hub_id="stabilityai/stable-diffusion-2-1", cls=_SD, kind="t2i", dtype="float16", steps=50,
+              guidance=7.5),
+    ModelSpec(key="sdxl", hub_id="stabilityai/stable-diffusion-xl-base-1.0", cls=_SDXL, kind="t2i", dtype="float16",
+              steps=30, guidance=5.0, variant="fp16"),
+    ModelSpec(key="sdxl-turbo", hub_id="stabilityai/sdxl-turbo", cls=_SDXL, kind="t2i", dtype="float16", steps=1,
+              guidance=0.0, variant="fp16"),
+    ModelSpec(key="sana", hub_id="Efficient-Large-Model/Sana_Sprint_1.6B_1024px_teacher_diffusers",
+              cls="diffusers.SanaPipeline", kind="t2i", dtype="bfloat16", steps=20, guidance=4.5),
+    ModelSpec(key="sana-sprint", hub_id="Efficient-Large-Model/Sana_Sprint_1.6B_1024px_diffusers",
+              cls="diffusers.SanaSprintPipeline", kind="t2i", dtype="bfloat16", steps=1, guidance=4.5),
+    ModelSpec(key="pixart", hub_id="PixArt-alpha/PixArt-XL-2-1024-MS", cls="diffusers.PixArtAlphaPipeline", kind="t2i",
+              dtype="float16", steps=20, guidance=4.5),
+    ModelSpec(key="flux", hub_id="black-forest-labs/FLUX.1-dev", cls="diffusers.FluxPipeline", kind="t2i",
+              dtype="bfloat16", steps=28, guidance=3.5),
+    ModelSpec(key="flux-schnell", hub_id="black-forest-labs/FLUX.1-schnell", cls="diffusers.FluxPipeline", kind="t2i",
+              dtype="bfloat16", steps=1, guidance=0.0),
+    ModelSpec(key="llama2-7b-chat", hub_id="meta-llama/Llama-2-7b-chat-hf", cls="transformers.LlamaForCausalLM",
+              kind="lm", dtype="float16"),
+    ModelSpec(key="qwen2.5-7b", hub_id="Qwen/Qwen2.5-7B-Instruct", cls="transformers.Qwen2ForCausalLM", kind="lm",
+              dtype="bfloat16"),
+    ModelSpec(key="qwen2.5-14b", hub_id="Qwen/Qwen2.5-14B-Instruct", cls="transformers.Qwen2ForCausalLM", kind="lm",
+              dtype="bfloat16"),
+    ModelSpec(key="gemma2-2b", hub_id="google/gemma-2-2b-it", cls="transformers.Gemma2ForCausalLM", kind="lm",
+              dtype="bfloat16"),
+    ModelSpec(key="testbed-t2i", hub_id=None, cls="steercore.testbed.t2i.ShapesPipeline", kind="t2i", steps=20,
+              guidance=4.0, local="testbed/weights/t2i"),
+    ModelSpec(key="testbed-lm", hub_id=None, cls="transformers.LlamaForCausalLM", kind="lm", local="testbed/weights/lm"),
+]}
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The spec of a registry keyword, or of a Hub id listed in the registry."""
+    if name in MODELS:
+        return MODELS[name]
+    for spec in MODELS.values():
+        if spec.hub_id == name:
+            return spec
+    raise ConfigError(f"unknown model '{name}'; known models: {', '.join(MODELS)} (or pass a Hub id or a local folder)")
+
+
+def _import(dotted: str):
+    module, _, name = dotted.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"cannot import {dotted} ({e}); is the package version pinned in pyproject.toml installed?")
+
+
+def resolve_weights(spec: ModelSpec, local_dir: str | os.PathLike | None = None) -> str:
+    """A local folder with the weights, or the Hub id when it must (and can) be downloaded."""
+    if local_dir is not None:
+        if not Path(local_dir).is_dir():
+            raise MissingWeightsError(f"{spec.key}: local folder {local_dir} does not exist")
+        return str(local_dir)
+    if spec.local is not None:
+        folder = PACKAGE_DIR / spec.local
+        if not folder.is_dir():
+            raise MissingWeightsError(f"{spec.key}: no weights in {folder}; build them with the train_testbed rule")
+        return str(folder)
+    return model_source(spec.hub_id, what=f"model {spec.key}")
+
+
+def _spec_for_folder(path: Path) -> ModelSpec:
+    if (path / "model_index.json").exists():
+        import json
+
+        cls = json.loads((path / "model_index.json").read_text())["_class_name"]
+        return ModelSpec(key=path.name, hub_id=None, cls=f"diffusers.{cls}", kind="t2i")
+    if (path / "config.json").exists():
+        return ModelSpec(key=path.name, hub_id=None, cls="transformers.AutoModelForCausalLM", kind="lm")
+    raise ConfigError(f"{path} is neither a diffusers pipeline (model_index.json) nor a transformers model (config.json)")
+
+
+def _variant_present(folder: str, variant: str | None) -> str | None:
+    if variant is None or not Path(folder).is_dir():
+        return None
+    return variant if any(Path(folder).rglob(f"*.{variant}.safetensors")) else None
+
+
+def resolve_spec(name_or_path: str, local_dir: str | os.PathLike | None = None) -> ModelSpec:
+    """The spec of a registry key, a Hub id or a local folder (read from its model_index.json/config.json)."""
+    name = str(name_or_path)
+    if name in MODELS or any(s.hub_id == name for s in MODELS.values()):
+        return model_spec(name)
+    if Path(name).is_dir():
+        return _spec_for_folder(Path(name))
+    if "/" in name and local_dir is not None:
+        return _spec_for_folder(Path(local_dir))
+    if "/" in name:
+        return _spec_for_hub_id(name)
+    return model_spec(name)  # raises the ConfigError listing the known models
+
+
+def load_model(name_or_path: str, *, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
+               local_dir: str | os.PathLike | None = None):
+    """Load a registry model, a Hub id or a local folder, in eval mode.
+
+    Returns a diffusers pipeline ('t2i') or (model, tokenizer) ('lm'). device defaults to CUDA when present;
+    dtype defaults to the spec's, except on CPU where half precision falls back to float32.
+    """
+    spec = resolve_spec(name_or_path, local_dir)
+    if Path(str(name_or_path)).is_dir() and str(name_or_path) not in MODELS:
+        local_dir = Path(str(name_or_path))
+    source = resolve_weights(spec, local_dir)
+    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dtype is None:
+        dtype = spec.dtype if device.type != "cpu" else "float32"
+    torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    cls = _import(spec.cls)
+    if spec.kind == "t2i":
+        variant = _variant_present(source, spec.variant)
+        pipe = cls.from_pretrained(source, dtype=torch_dtype, variant=variant, **spec.load_kwargs)
+        pipe = pipe.to(device)
+        for component in pipe.components.values():
+            if isinstance(component, torch.nn.Module):
+                component.eval()
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+    from transformers import AutoTokenizer
+
+    model = cls.from_pretrained(source, dtype=torch_dtype, **spec.load_kwargs).to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    return model, tokenizer
+
+
+def _spec_for_hub_id(hub_id: str) -> ModelSpec:
+    """A Hub id outside the registry: a pipeline if it has model_index.json (cached, or asked of the Hub)."""
+    from huggingface_hub import file_exists, snapshot_download
+
+    try:
+        return replace(_spec_for_folder(Path(snapshot_download(hub_id, local_files_only=True))), hub_id=hub_id)
+    except ConfigError:
+        raise
+    except Exception:  # not cached
+        pass
+    spec = ModelSpec(key=hub_id, hub_id=hub_id, cls="transformers.AutoModelForCausalLM", kind="lm")
+    resolve_weights(spec)  # offline or unreachable: MissingWeightsError at once
+    if file_exists(hub_id, "model_index.json"):
+        spec = replace(spec, cls="diffusers.DiffusionPipeline", kind="t2i")
+    return spec

@@ -1,0 +1,193 @@
+"""The generate stage: images or answers for every condition (baseline, method × strength) of an experiment.
+
+Each output is one file, `{condition}/{concept}/{prompt index:03d}-{seed}.{png|txt}`, written atomically, and
+files that exist are skipped, so a killed run resumes where it stopped. All strengths of a method are batched
+together with a per-sample strength tensor; every sample has its own seeded generator, so a sample does not
+depend on what else is in its batch.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from steercore.core.files import atomic_path, load_stats, write_text_atomic
+from steercore.core.methods import get_method
+from steercore.core.plan import SteeringPlan, build_plan
+from steercore.experiments.preset import Condition, Experiment
+from steercore.experiments.promptsets import eval_prompts
+from steercore.models.hooks import attach_steering
+from steercore.models.prompting import encode_chat
+from steercore.models.registry import load_model, resolve_spec
+from steercore.tables import MANIFEST, write_tsv
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One generation: a test concept's prompt (by index) with one seed."""
+
+    concept: str
+    index: int
+    prompt: str
+    seed: int
+
+    def path(self, root: Path, cond: Condition, ext: str) -> Path:
+        return root / cond.label / self.concept / f"{self.index:03d}-{self.seed}.{ext}"
+
+
+def experiment_samples(exp: Experiment) -> list[Sample]:
+    """Every (concept, prompt, seed) of the experiment: seeds seed..seed+samples_per_prompt−1 for each prompt."""
+    seeds = range(exp["seed"], exp["seed"] + exp["samples_per_prompt"])
+    return [Sample(c, i, p, s) for c in exp.test_concepts for i, p in enumerate(eval_prompts(exp, c)) for s in seeds]
+
+
+# ------------------------------------------------------------------------------------------------ images
+
+
+def generate_images(pipe, samples: list[Sample], strengths: list[float] | None, *, steps: int, guidance: float,
+                    plan: SteeringPlan | None = None, only_up: bool = False) -> list:
+    """PIL images for `samples`, steered by `plan` with per-sample `strengths` (None: unsteered)."""
+    device = getattr(pipe, "device", torch.device("cpu"))
+    gens = [torch.Generator(device).manual_seed(s.seed) for s in samples]
+    call = dict(prompt=[s.prompt for s in samples], num_inference_steps=steps, guidance_scale=guidance,
+                generator=gens)
+    if plan is None:
+        return pipe(**call).images
+    with attach_steering(pipe, plan, torch.tensor(strengths, dtype=torch.float32), steer_only_up=only_up):
+        return pipe(**call).images
+
+
+def save_png(image, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
+
+
+# ----------------------------------------------------------------------------------------------- answers
+
+
+@torch.no_grad()
+def sample_answers(model, tokenizer, prompts: list[str], seeds: list[int], *, model_name: str, max_new_tokens: int,
+                   temperature: float, plan: SteeringPlan | None = None, strengths: list[float] | None = None,
+                   llm_site: str = "self_attn", generated_only: bool = False) -> list[str]:
+    """Decode answers for a left-padded batch, each row sampled with its own seeded generator.
+
+    transformers' `generate` draws from one global RNG, so a row's answer would depend on its batch; this
+    loop keeps one torch.Generator per row instead (temperature 0: greedy).
+    """
+    device = next(model.parameters()).device
+    enc = encode_chat(tokenizer, prompts, model_name, device)
+    ids, mask = enc["input_ids"], enc["attention_mask"]  # [B, T]
+    gens = [torch.Generator(device).manual_seed(s) for s in seeds]
+    eos = tokenizer.eos_token_id
+    B = ids.shape[0]
+    out = torch.full((B, max_new_tokens), tokenizer.pad_token_id, dtype=torch.long, device=device)
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    ctx = nullcontext() if plan is None else attach_steering(
+        model, plan, torch.tensor(strengths, dtype=torch.float32), llm_site=llm_site, generated_only=generated_only)
+    with ctx:
+        past, step_ids, step_mask = None, ids, mask
+        for k in range(max_new_tokens):
+            pos = (mask.cumsum(-1) - 1).clamp_min(0)[:, -step_ids.shape[1]:]  # [B, t] positions ignore padding
+            res = model(input_ids=step_ids, attention_mask=mask, position_ids=pos, past_key_values=past,
+                        use_cache=True)
+            past = res.past_key_values
+            logits = res.logits[:, -1].float()  # [B, V]
+            if temperature == 0:
+                nxt = logits.argmax(-1)
+            else:
+                probs = torch.softmax(logits / temperature, -1)
+                nxt = torch.stack([torch.multinomial(probs[b], 1, generator=gens[b])[0] for b in range(B)])
+            nxt = torch.where(done, torch.full_like(nxt, tokenizer.pad_token_id), nxt)
+            out[:, k] = nxt
+            done |= nxt == eos
+            if done.all():
+                break
+            step_ids = nxt[:, None]
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)  # [B, T + k + 1]
+    answers = []
+    for row in out.tolist():
+        row = row[: row.index(eos)] if eos in row else row
+        answers.append(tokenizer.decode([t for t in row if t != tokenizer.pad_token_id], skip_special_tokens=True).strip())
+    return answers
+
+
+# ------------------------------------------------------------------------------------------------ driver
+
+
+def run_generation(exp: Experiment, target, out_dir: Path, plans: dict[str, SteeringPlan], *, steps: int | None,
+                   guidance: float | None, progress: bool = True) -> list[tuple[Condition, Sample, Path]]:
+    """Generate every missing output of the experiment under `out_dir`; return the full manifest.
+
+    target: a pipeline (t2i) or (model, tokenizer) (lm). plans: method → SteeringPlan.
+    """
+    is_lm = isinstance(target, tuple)
+    ext = "txt" if is_lm else "png"
+    for stale in out_dir.glob(f"*/*/.*.{ext}"):  # temporaries of a run killed mid-write (never a final name)
+        stale.unlink()
+    samples = experiment_samples(exp)
+    work: list[tuple[Condition, Sample]] = []
+    manifest = []
+    for cond in exp.conditions:
+        for s in samples:
+            path = s.path(out_dir, cond, ext)
+            manifest.append((cond, s, path))
+            if not path.exists():
+                work.append((cond, s))
+    bar = tqdm(total=len(work), desc=f"generate {exp.name}", unit=ext, disable=not progress)
+    by_method: dict[str, list[tuple[Condition, Sample]]] = {}
+    for cond, s in work:
+        by_method.setdefault(cond.method, []).append((cond, s))
+    size = exp["batch_size"]
+    for method, items in by_method.items():
+        plan = plans.get(method)
+        for start in range(0, len(items), size):
+            chunk = items[start: start + size]
+            strengths = None if method == "none" else [c.strength for c, _ in chunk]
+            batch = [s for _, s in chunk]
+            if is_lm:
+                model, tok = target
+                texts = sample_answers(model, tok, [s.prompt for s in batch], [s.seed for s in batch],
+                                       model_name=exp["model"], max_new_tokens=exp["max_new_tokens"],
+                                       temperature=exp["temperature"], plan=plan if strengths else None,
+                                       strengths=strengths, llm_site=exp["llm_site"],
+                                       generated_only=exp["generated_only"])
+                for (cond, s), text in zip(chunk, texts):
+                    write_text_atomic(s.path(out_dir, cond, ext), text + "\n")
+            else:
+                images = generate_images(target, batch, strengths, steps=steps, guidance=guidance,
+                                         plan=plan if strengths else None, only_up=exp["only_up"])
+                for (cond, s), image in zip(chunk, images):
+                    save_png(image, s.path(out_dir, cond, ext))
+            bar.update(len(chunk))
+    bar.close()
+    return manifest
+
+
+def experiment_plans(exp: Experiment, root: Path) -> dict[str, SteeringPlan]:
+    """Fit every method of the experiment from its statistics files (which the cov/vectors stages wrote)."""
+    neutral = load_stats(root / exp.cov_path(), kind="neutral") if exp.needs_cov else None
+    source = load_stats(root / exp.vectors_path(exp["source"]), kind="concept")
+    target = load_stats(root / exp.vectors_path(exp["target"]), kind="concept") if exp["kind"] == "switch" else None
+    return {m: build_plan(m, source, target, neutral, identity_cov=exp["identity_cov"],
+                          clip=exp["clip"] or get_method(m).clip_default, renormalize=exp["renormalize"] or None,
+                          zero_mu=exp["zero_mu"])
+            for m in exp["methods"]}
+
+
+def generate_experiment(exp: Experiment, manifest: Path, *, device: str, root: Path) -> int:
+    """The generate stage: load the model once, generate what is missing, write the manifest last.
+
+    Returns the number of outputs in the manifest."""
+    spec = resolve_spec(exp["model"])
+    plans = experiment_plans(exp, root)
+    target = load_model(exp["model"], device=device)
+    steps = exp["steps"] or spec.steps
+    guidance = spec.guidance if exp["guidance"] is None else exp["guidance"]
+    rows = run_generation(exp, target, manifest.parent, plans, steps=steps, guidance=guidance)
+    write_tsv(manifest, MANIFEST, [(cond.label, cond.method, f"{cond.strength:g}", s.concept, s.index, s.seed, s.prompt,
+                                    path.relative_to(manifest.parent)) for cond, s, path in rows])
+    return len(rows)

@@ -1,0 +1,28 @@
+"""vectors rule: the mean activation of one concept's prompts per site (and step)."""
+
+import argparse
+from pathlib import Path
+
+from steercore.core.files import save_stats
+from steercore.experiments.preset import load_experiment
+from steercore.stages.job import add_common_args, job_device, main_guard
+from steercore.stages.vectors import concept_means
+
+
+@main_guard
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--experiment", required=True)
+    p.add_argument("--concept", required=True)
+    p.add_argument("--out", required=True, type=Path)
+    add_common_args(p)
+    a = p.parse_args()
+    exp = load_experiment(a.experiment)
+    with job_device(a.device, a.threads) as device:
+        stats = concept_means(exp, a.concept, device=device)
+    save_stats(stats, a.out)
+    print(f"wrote {a.out}: {len(stats.sites)} sites, steps {stats.steps[0]}..{stats.steps[-1]}")
+
+
+if __name__ == "__main__":
+    main()
