@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import torch  # noqa: E402
 
 import tiny_models as tm  # noqa: E402
-from steercore.folding import folded  # noqa: E402
-from steercore.hooks import attach_steering  # noqa: E402
-from steercore.sites import find_sites  # noqa: E402
+from steercore.models.folding import folded  # noqa: E402
+from steercore.models.hooks import attach_steering  # noqa: E402
+from steercore.models.sites import find_sites  # noqa: E402
 
 
 def interleaved(variants: dict, repeats: int) -> dict[str, list[float]]:
