@@ -16,3 +16,14 @@ torch.set_num_threads(1)
 def tiny_cache(tmp_path_factory):
     """A folder where tests/tiny_models.py saves each tiny model once per test session."""
     return tmp_path_factory.mktemp("tiny_models")
+
+
+@pytest.fixture
+def no_caches(tmp_path, monkeypatch):
+    """Offline, with empty Hugging Face and torch hub caches (whatever this machine has cached)."""
+    import huggingface_hub.constants as hc
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    return tmp_path

@@ -278,8 +278,8 @@ CALL_KWARGS = {
 def random_plan(sites: dict[str, int], method: str, *, steps=(0,), seed: int = 0, shift: float = 3.0, **fit):
     """A steering plan of `method` at every site, fitted on random statistics (ActivationStats + build_plan):
     neutral rows ~ N(0, I·diag) and a source concept mean shifted by `shift` along a random direction."""
-    from steercore.plan import build_plan
-    from steercore.stats import ActivationStats
+    from steercore.core.plan import build_plan
+    from steercore.core.stats import ActivationStats
 
     g = torch.Generator().manual_seed(seed)
     neutral, source = ActivationStats("neutral"), ActivationStats("concept")

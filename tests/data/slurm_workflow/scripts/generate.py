@@ -6,7 +6,7 @@ import os
 import socket
 import time
 
-from steercore.devices import acquire_device
+from steercore.models.devices import acquire_device
 
 sample = snakemake.wildcards.sample  # noqa: F821 (set by Snakemake)
 with acquire_device() as device:

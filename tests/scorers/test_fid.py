@@ -10,10 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from test_scorers_common import assert_one_line_fast, no_caches  # noqa: F401 (fixture)
+from checks import assert_one_line_fast
 
-from steercore.errors import ConfigError, MissingWeightsError
-from steercore.scorers import FID_TSV_HEADER, FeatureSet, fid, fid_row, folder_features, kid, write_tsv
+from steercore.core.errors import ConfigError, MissingWeightsError
+from steercore.scorers.fid import FeatureSet, fid, folder_features, kid
 
 fid_module = importlib.import_module("steercore.scorers.fid")  # the package exports the function `fid`
 
@@ -97,19 +97,6 @@ def test_npz_reference_statistics_round_trip(folders, tmp_path):
         fid(a, b, feature_extractor=fx, progress=False), rel=1e-9)
     with pytest.raises(ConfigError, match="feats"):
         kid(a, tmp_path / "cleanfid_style.npz", feature_extractor=fx, progress=False)
-    row = fid_row(a, tmp_path / "cleanfid_style.npz", feature_extractor=fx, progress=False)
-    assert row[3] is None and row[5] is None
-
-
-def test_row_fits_the_tsv_header(folders, tmp_path):
-    a, b, _ = folders
-    row = fid_row(a, b, feature_extractor=Projection(), progress=False)
-    write_tsv(tmp_path / "fid.tsv", FID_TSV_HEADER, [row])
-    with open(tmp_path / "fid.tsv") as f:
-        (rec,) = list(csv.DictReader(f, delimiter="\t"))
-    assert list(rec) == ["images", "reference", "n_images", "n_reference", "fid", "kid"]
-    assert rec["n_images"] == rec["n_reference"] == "12"
-    assert float(rec["fid"]) == pytest.approx(fid(a, b, feature_extractor=Projection(), progress=False))
 
 
 def test_bad_inputs_are_one_line_errors(folders, tmp_path):

@@ -6,7 +6,8 @@ import time
 import pytest
 
 from steercore import ConfigError, MissingWeightsError
-from steercore.corpora import neutral_texts, split_chat_text
+from steercore.experiments.corpora import neutral_texts
+from steercore.models.prompting import split_chat_text
 
 
 def test_shards_are_contiguous_blocks_of_the_corpus():
@@ -35,4 +36,4 @@ def test_hub_corpus_offline_fails_at_once_with_one_line():
         neutral_texts("relaion", 10)
     assert time.time() - t < 10
     msg = str(e.value)
-    assert "\n" not in msg and "huggingface-cli download --repo-type dataset laion/relaion2B-en-research" in msg
+    assert "\n" not in msg and "hf download laion/relaion2B-en-research --repo-type dataset" in msg

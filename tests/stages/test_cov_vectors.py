@@ -4,9 +4,10 @@ import pytest
 import torch
 import yaml
 
-from steercore.collect import collect_for_experiment
-from steercore.experiment import load_experiment
-from steercore.files import load_stats, merge_stats_files, save_stats
+from steercore.stages.cov import neutral_statistics
+from steercore.stages.vectors import concept_means
+from steercore.experiments.preset import load_experiment
+from steercore.core.files import load_stats, merge_stats_files, save_stats
 from tiny_models import build_lm, build_sd
 
 
@@ -26,9 +27,9 @@ def merged_equals_whole(tmp_path, exp):
     shards = []
     for k in range(3):
         shards.append(tmp_path / f"shard{k}.safetensors")
-        save_stats(collect_for_experiment(exp, "neutral", shard=k, shards=3, device="cpu"), shards[-1])
+        save_stats(neutral_statistics(exp, shard=k, shards=3, device="cpu"), shards[-1])
     merged = merge_stats_files(shards)
-    whole = collect_for_experiment(exp, "neutral", device="cpu")
+    whole = neutral_statistics(exp, device="cpu")
     assert merged.moments.keys() == whole.moments.keys() and merged.meta["samples"] == 12
     for key, m in whole.moments.items():
         got = merged.moments[key]
@@ -42,7 +43,7 @@ def test_diffusion_shards_merge_exactly_and_vectors_cover_every_step(tmp_path, t
     exp = experiment(tmp_path, build_sd(tiny_cache))
     whole = merged_equals_whole(tmp_path, exp)
     assert whole.steps == [0, 1] and set(whole.sites) >= {"down.0", "mid.0", "up.0"}
-    dogs = collect_for_experiment(exp, "concept", concept="dogs", device="cpu")
+    dogs = concept_means(exp, "dogs", device="cpu")
     assert dogs.kind == "concept" and dogs.aggregation == "average" and dogs.steps == [0, 1]
     assert dogs.count(0, "up.0") == 3  # one sample per prompt (average aggregation)
     save_stats(dogs, tmp_path / "dogs.safetensors")
@@ -52,7 +53,7 @@ def test_diffusion_shards_merge_exactly_and_vectors_cover_every_step(tmp_path, t
 def test_single_step_statistics_keep_step_zero_only(tmp_path, tiny_cache):
     exp = experiment(tmp_path, build_sd(tiny_cache), cov={"corpus": f"file:{tmp_path / 'corpus.txt'}",
                                                           "samples": 4, "per_step": False})
-    assert collect_for_experiment(exp, "neutral", device="cpu").steps == [0]
+    assert neutral_statistics(exp, device="cpu").steps == [0]
 
 
 def test_language_model_shards_merge_exactly(tmp_path, tiny_cache):

@@ -1,4 +1,4 @@
-"""Paper figures and tables (steercore/figures.py, rules/paper.smk, notebooks/paper_figures.ipynb).
+"""Paper figures and tables (steercore/figures/, rules/paper.smk, notebooks/paper_figures.ipynb).
 
 Fast tests render every artefact kind from synthetic score tables that follow the score stage's layout; the
 slow test runs the `ci` preset (and its covariance-size family) through the workflow, builds every paper
@@ -17,11 +17,13 @@ from pathlib import Path
 import pytest
 
 from steercore import ConfigError
-from steercore.experiment import ROOT, load_experiment
-from steercore.figures import (Artefact, artefact_figure, available_artefacts, clip_twin,
-                               covsize_family, experiment_artefacts, mean_ci, paper_artefacts, render_artefact,
-                               render_experiment_pareto)
-from steercore.pareto import CONCEPT_HEADER, PRESERVATION_HEADER
+from steercore.experiments.preset import ROOT, load_experiment
+from steercore.figures.artefacts import (Artefact, available_artefacts, clip_twin, covsize_family,
+                                         experiment_artefacts, paper_artefacts)
+from steercore.figures.render import artefact_figure, draw, latex, render_artefact
+from steercore.figures.scores import mean_ci
+from steercore.stages.pareto import render_experiment_pareto
+from steercore.tables import CONCEPT_SCORES, PRESERVATION
 
 NOTEBOOK = ROOT / "notebooks" / "paper_figures.ipynb"
 TESTBED = ["testbed_red_blue", "testbed_circle_square", "testbed_erase_red"]
@@ -57,7 +59,7 @@ def fake_scores(exp, root: Path) -> None:
                              str(exp["samples_per_prompt"] * 4)])
     d = root / "results" / "scores" / exp.name
     d.mkdir(parents=True, exist_ok=True)
-    for name, header, rows in (("concept_scores", CONCEPT_HEADER, concept), ("preservation", PRESERVATION_HEADER, pres)):
+    for name, header, rows in (("concept_scores", CONCEPT_SCORES, concept), ("preservation", PRESERVATION, pres)):
         (d / f"{name}.tsv").write_text("".join("\t".join(r) + "\n" for r in [header, *rows]))
 
 
@@ -148,7 +150,7 @@ def test_every_artefact_kind_renders_from_score_tables(root, name):
 
 def test_table_rows_columns_and_scales(root):
     scored(root, "testbed_red_blue", "testbed_red_blue_clip", "sdxl_dogs_cats", "llama2_toxicity_helpfulness")
-    tex = Artefact.parse("table-testbed_red_blue+testbed_red_blue_clip").latex(root)
+    tex = latex(Artefact.parse("table-testbed_red_blue+testbed_red_blue_clip"), root)
     off, on = tex.split("\\end{table}")[:2]
     assert "clipping off" in off and "clipping on" in on
     body = [ln for ln in off.splitlines() if ln.endswith("\\\\") and not ln.startswith(("Method", " & "))]
@@ -156,9 +158,9 @@ def test_table_rows_columns_and_scales(root):
     # red, blue: S(red), S(blue), FID; green, yellow: S(red), S(blue), own, FID; 2 leading columns
     assert all(len(r.split(" & ")) == 2 + 3 + 3 + 4 + 4 for r in body)
     assert "MidSteer & 3 & " in off and "\\cmidrule(lr){3-5}" in off
-    sdxl = Artefact.parse("table-sdxl_dogs_cats").latex(root)  # CLIP score ×100 as in the paper
+    sdxl = latex(Artefact.parse("table-sdxl_dogs_cats"), root)  # CLIP score ×100 as in the paper
     assert "No steering & -- & 80.0 & 10.0 & " in sdxl and "×100" not in sdxl and "$\\times$100" in sdxl
-    tox = Artefact.parse("table-llama2_toxicity_helpfulness").latex(root)
+    tox = latex(Artefact.parse("table-llama2_toxicity_helpfulness"), root)
     assert "BERT-P" in tox and "toxicity: detoxify, others: judge" in tox
 
 
@@ -174,7 +176,7 @@ def test_notebook_helpers_read_whatever_results_exist(root):
     fig = artefact_figure("covsize-testbed_covsize", root)  # the two members that have scores
     assert {t.get_text() for t in fig.axes[0].get_legend().get_texts()} >= {"N = 8", "N = 128"}
     with pytest.raises(ConfigError, match="no scores for experiment 'testbed_covsize_n32'"):
-        Artefact.parse("covsize-testbed_covsize").figure(root)
+        draw(Artefact.parse("covsize-testbed_covsize"), root)
 
 
 def test_pareto_stage_outputs(root):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from steercore import ActivationStats, ConfigError, ShapeMismatchError
-from steercore.plan import build_plan
+from steercore.core.plan import build_plan
 
 
 def stats(kind, steps, seed, dims={"down.0": 4, "up.0": 6}):

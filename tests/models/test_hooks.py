@@ -6,11 +6,11 @@ import pytest
 import torch
 
 import tiny_models as tm
-from steercore.errors import ConfigError, ShapeMismatchError, SteerError
-from steercore.hooks import attach_steering, collect_statistics
-from steercore.plan import SteeringPlan
-from steercore.sites import find_sites
-from steercore.stats import ActivationStats
+from steercore.core.errors import ConfigError, ShapeMismatchError, SteerError
+from steercore.models.hooks import attach_steering, collect_statistics
+from steercore.core.plan import SteeringPlan
+from steercore.models.sites import find_sites
+from steercore.core.stats import ActivationStats
 
 METHODS = ("casteer", "leace", "midsteer")
 PIPES = ("sd", "sdxl", "sana", "pixart", "flux")

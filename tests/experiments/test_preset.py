@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from steercore import ConfigError
-from steercore.experiment import ROOT, list_experiments, load_experiment
-from steercore.promptsets import eval_prompts, vector_prompts
+from steercore.experiments.preset import ROOT, list_experiments, load_experiment
+from steercore.experiments.promptsets import eval_prompts, vector_prompts
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 REAL_PRESETS = [e for e in list_experiments() if not e.startswith(("testbed_", "ci"))]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from steercore.experiment import ROOT
-from steercore.pareto import CONCEPT_HEADER, POINTS_HEADER, PRESERVATION_HEADER, read_tsv
+from steercore.experiments.preset import ROOT
+from steercore.tables import CONCEPT_SCORES, PARETO_POINTS, PRESERVATION, read_tsv
 
 pytestmark = pytest.mark.slow
 PARTS = ("Snakefile", "rules", "config", "report", "profiles", "envs", "workflow_scripts")
@@ -66,12 +66,12 @@ def test_ci_preset_runs_end_to_end_and_resumes_after_sigkill(tmp_path):
     assert len(manifest) == 84 and {r["condition"] for r in manifest} >= {"none-0", "midsteer-2", "casteer-1"}
     scores = wf / "results/scores/ci"
     concept_rows = read_tsv(scores / "concept_scores.tsv")
-    assert list(concept_rows[0]) == CONCEPT_HEADER
+    assert list(concept_rows[0]) == list(CONCEPT_SCORES)
     assert len(concept_rows) == 7 * (2 + 2 + 3)  # source/target prompts: 2 scored concepts; green: 3
     assert all(int(r["n"]) == 4 for r in concept_rows)
-    assert list(read_tsv(scores / "preservation.tsv")[0]) == PRESERVATION_HEADER
+    assert list(read_tsv(scores / "preservation.tsv")[0]) == list(PRESERVATION)
     points = read_tsv(wf / "results/pareto/ci.tsv")
-    assert list(points[0]) == POINTS_HEADER
+    assert list(points[0]) == list(PARETO_POINTS)
     assert sum(r["frontier"] == "true" for r in points) >= 1
     for name in ("ci.pdf", "ci.svg", "ci.tex", "ci_grid.png"):
         assert (wf / "results/pareto" / name).stat().st_size > 500, name

@@ -7,7 +7,7 @@ import torch
 from safetensors import safe_open
 
 from steercore import ActivationStats, FileFormatError, ShapeMismatchError, load_stats, save_stats
-from steercore.files import atomic_path
+from steercore.core.files import atomic_path
 
 
 def make_stats(kind="neutral"):

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from steercore.errors import ConfigError
+from steercore.core.errors import ConfigError
 from steercore.testbed import gates, shapes, topics
 from steercore.testbed.lm import build_tokenizer as build_lm_tokenizer
 from steercore.testbed.lm import chat_prompt, load_lm

@@ -1,7 +1,7 @@
 """Pareto analysis: the strict frontier and the (x, y) of switch and erase experiments."""
 
-from steercore.experiment import load_experiment
-from steercore.pareto import Point, pareto, strict_frontier
+from steercore.experiments.preset import load_experiment
+from steercore.figures.pareto import Point, pareto, strict_frontier
 
 
 def test_strict_frontier_keeps_only_strict_improvements():

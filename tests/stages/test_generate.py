@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from steercore.generate import Sample, generate_images, sample_answers
+from steercore.stages.generate import Sample, generate_images, sample_answers
 from tiny_models import load_lm, load_pipeline, random_plan
 
 
@@ -18,7 +18,7 @@ def pixels(images):
 
 
 def test_batched_strengths_give_the_images_of_unbatched_runs(sd):
-    from steercore.sites import find_sites
+    from steercore.models.sites import find_sites
 
     plan = random_plan(find_sites(sd), "midsteer")
     samples = [Sample("dog", i % 2, p, seed) for i, (p, seed) in
@@ -36,7 +36,7 @@ def test_batched_strengths_give_the_images_of_unbatched_runs(sd):
 
 def test_answers_are_seeded_and_independent_of_the_batch(tiny_cache):
     model, tok = load_lm("llama", tiny_cache)
-    from steercore.sites import find_sites
+    from steercore.models.sites import find_sites
 
     plan = random_plan(find_sites(model), "leace")
     prompts = ["tell me about dogs", "cats", "a long question about the weather today"]

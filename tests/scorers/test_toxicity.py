@@ -10,10 +10,10 @@ import time
 import numpy as np
 import pytest
 import torch
-from test_scorers_common import assert_one_line_fast, no_caches  # noqa: F401 (fixture)
+from checks import assert_one_line_fast
 
-from steercore.errors import ConfigError, FileFormatError, MissingWeightsError
-from steercore.scorers import Toxicity, load_rtp_subset, write_tsv
+from steercore.core.errors import ConfigError, FileFormatError, MissingWeightsError
+from steercore.scorers.toxicity import Toxicity, load_rtp_subset
 
 torch.set_num_threads(1)
 
@@ -88,14 +88,6 @@ def test_score_reads_the_concept_field_or_toxicity(scorer):
     pred = scorer.predict(TEXTS[:3])
     assert scorer.score(TEXTS[:3], "insult") == pred["insult"]
     assert scorer.score(TEXTS[:3], "toxicity") == scorer.score(TEXTS[:3], "rudeness") == pred["toxicity"]
-
-
-def test_rows_fit_the_tsv_header(scorer, tmp_path):
-    write_tsv(tmp_path / "tox.tsv", scorer.TSV_HEADER, scorer.rows(TEXTS[:3], names=["a", "b", "c"]))
-    with open(tmp_path / "tox.tsv") as f:
-        table = list(csv.DictReader(f, delimiter="\t"))
-    assert list(table[0]) == ["item", *FIELDS] and [r["item"] for r in table] == ["a", "b", "c"]
-    np.testing.assert_allclose([float(r["threat"]) for r in table], scorer.predict(TEXTS[:3])["threat"])
 
 
 def test_checkpoint_with_pickled_objects_is_refused(tmp_path):

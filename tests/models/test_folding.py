@@ -4,10 +4,10 @@ import pytest
 import torch
 
 import tiny_models as tm
-from steercore.errors import ConfigError, SteerError
-from steercore.folding import fold, folded, unfold
-from steercore.hooks import attach_steering
-from steercore.sites import find_sites
+from steercore.core.errors import ConfigError, SteerError
+from steercore.models.folding import fold, folded, unfold
+from steercore.models.hooks import attach_steering
+from steercore.models.sites import find_sites
 
 FOLDABLE = ("casteer", "leace", "midsteer")
 

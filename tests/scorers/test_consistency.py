@@ -8,11 +8,10 @@ import time
 import numpy as np
 import pytest
 import torch
-from test_scorers_common import assert_one_line_fast, no_caches  # noqa: F401 (fixture)
+from checks import assert_one_line_fast
 
-from steercore.errors import ConfigError, MissingWeightsError
-from steercore.scorers import Consistency, bleu, write_tsv
-from steercore.scorers.consistency import minilm_path
+from steercore.core.errors import ConfigError, MissingWeightsError
+from steercore.scorers.consistency import Consistency, bleu, minilm_path
 
 torch.set_num_threads(1)
 
@@ -98,15 +97,11 @@ def test_minilm_paraphrases_beat_unrelated_and_identical_is_one(scorer):
     assert sims[2] == pytest.approx(1.0, abs=1e-5)
 
 
-def test_rows_fit_the_tsv_header_and_pairs_must_match(scorer, tmp_path):
-    rows = scorer.rows(STEERED, UNSTEERED, names=list("abcd"))
-    write_tsv(tmp_path / "cons.tsv", Consistency.TSV_HEADER, rows)
-    with open(tmp_path / "cons.tsv") as f:
-        table = list(csv.DictReader(f, delimiter="\t"))
-    assert list(table[0]) == ["item", "bert_precision", "bert_recall", "bert_f1", "bleu", "embedding_cosine"]
-    assert [r["item"] for r in table] == list("abcd")
-    assert float(table[2]["embedding_cosine"]) == pytest.approx(1, abs=1e-5)
-    assert all(len(v) == 4 for v in scorer.score(STEERED, UNSTEERED).values())
+def test_every_measure_per_pair_and_pairs_must_match(scorer, tmp_path):
+    measures = scorer.score(STEERED, UNSTEERED)
+    assert list(measures) == ["bert_precision", "bert_recall", "bert_f1", "bleu", "embedding_cosine"]
+    assert all(len(v) == 4 for v in measures.values())
+    assert measures["embedding_cosine"][2] == pytest.approx(1, abs=1e-5)
     with pytest.raises(ConfigError, match="paired by position"):
         scorer.score(STEERED, UNSTEERED[:3])
     with pytest.raises(ConfigError, match="bert_layers"):

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from steercore.devices import (VISIBLE_VAR, DeviceTimeoutError, acquire_device, configured_devices)
-from steercore.errors import ConfigError, SteerError
+from steercore.models.devices import (VISIBLE_VAR, DeviceTimeoutError, acquire_device, configured_devices)
+from steercore.core.errors import ConfigError, SteerError
 
 FORK = multiprocessing.get_context("fork")
 
@@ -146,8 +146,8 @@ def test_crashed_holder_releases_its_id(tmp_path, how):
         assert device == "cuda:0" and os.environ[VISIBLE_VAR] == "5"
 
 
-STAND_IN = Path(__file__).parent / "data" / "slurm_workflow" / "Snakefile"
-REPO = Path(__file__).resolve().parents[1]
+STAND_IN = Path(__file__).parents[1] / "data" / "slurm_workflow" / "Snakefile"
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow

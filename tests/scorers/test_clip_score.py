@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_scorers_common import assert_one_line_fast, no_caches  # noqa: F401 (fixture)
+from checks import assert_one_line_fast
 
-from steercore.errors import ConfigError, MissingWeightsError
-from steercore.scorers import ClipScorer, write_tsv
+from steercore.core.errors import ConfigError, MissingWeightsError
+from steercore.scorers.clip_score import ClipScorer
 
 torch.set_num_threads(1)
 
@@ -87,17 +87,6 @@ def test_templates_average_normalised_text_embeddings(scorer):
     torch.testing.assert_close(got[1], e[2], atol=1e-5, rtol=0)  # the empty prompt is not templated
     with pytest.raises(ConfigError):
         ClipScorer("ViT-B-32", None, templates=["a photo"])
-
-
-def test_rows_fit_the_tsv_header(scorer, images, scores, tmp_path):
-    rows = scorer.rows(images[:2], "cat", names=["0.png", "1.png"])
-    write_tsv(tmp_path / "clip.tsv", ClipScorer.TSV_HEADER, rows)
-    with open(tmp_path / "clip.tsv") as f:
-        table = list(csv.DictReader(f, delimiter="\t"))
-    assert list(table[0]) == list(ClipScorer.TSV_HEADER) == ["item", "concept", "clip_score", "clip_correct"]
-    assert [r["item"] for r in table] == ["0.png", "1.png"]
-    np.testing.assert_allclose([float(r["clip_score"]) for r in table], scores[:2], atol=1e-5)
-    assert {r["clip_correct"] for r in table} <= {"0", "1"}
 
 
 def test_local_checkpoint_and_open_clip_folder_reproduce_scores(scorer, images, scores, tmp_path):

@@ -6,11 +6,10 @@ import time
 import numpy as np
 import pytest
 import torch
-from test_scorers_common import assert_one_line_fast, no_caches  # noqa: F401 (fixture)
+from checks import assert_one_line_fast
 
-from steercore.errors import ConfigError, FileFormatError, MissingWeightsError
-from steercore.scorers import Judge, write_tsv
-from steercore.scorers.judge import RATINGS, read_template
+from steercore.core.errors import ConfigError, FileFormatError, MissingWeightsError
+from steercore.scorers.judge import RATINGS, Judge, read_template
 
 torch.set_num_threads(1)
 
@@ -132,14 +131,6 @@ def test_multi_token_ratings_are_refused(judge_dir, tmp_path):
     tok.save_pretrained(tmp_path / "j")
     with pytest.raises(ConfigError, match="'10' is 2 tokens"):
         Judge(tmp_path / "j", device="cpu", progress=False)
-
-
-def test_rows_fit_the_tsv_header(judge, tmp_path):
-    write_tsv(tmp_path / "judge.tsv", Judge.TSV_HEADER, judge.rows(ANSWERS, "cats", names=list("abcde")))
-    with open(tmp_path / "judge.tsv") as f:
-        table = list(csv.DictReader(f, delimiter="\t"))
-    assert list(table[0]) == ["item", "concept", "rating", "expected_rating"] and len(table) == 5
-    assert [int(r["rating"]) for r in table] == judge.rate(ANSWERS, "cats")[0]
 
 
 def test_offline_without_the_default_judge(no_caches):  # noqa: F811

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from steercore import (ConfigError, ShapeMismatchError, Sequential, fit_casteer_add, fit_casteer_remove, fit_leace,
                        fit_method, fit_midsteer)
-from steercore.linalg import psd_sqrt_pair
+from steercore.core.linalg import psd_sqrt_pair
 
 f64 = torch.float64
 

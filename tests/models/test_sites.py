@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import tiny_models as tm
-from steercore.errors import ConfigError
-from steercore.sites import find_sites, resolve_sites
+from steercore.core.errors import ConfigError
+from steercore.models.sites import find_sites, resolve_sites
 
 
 @pytest.mark.parametrize("name, expected", [
