@@ -8,8 +8,7 @@ Layers, each importing only those before it: `core` (math, statistics, files; no
 `experiments` (presets, prompt sets, corpora) → `figures` → `stages` (one module per workflow rule).
 """
 
-__version__ = "0.1.0"
-
+from steercore.core import __version__
 from steercore.core.errors import ConfigError, FileFormatError, MissingWeightsError, ShapeMismatchError, SteerError
 from steercore.core.files import load_stats, save_stats
 from steercore.core.methods import (METHODS, AddVector, Method, RankOneEdit, Sequential, check_strength,

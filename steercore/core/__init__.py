@@ -4,3 +4,5 @@ statistics, the steering maps and their registry, plans (a map per step and site
 May import: torch, numpy, safetensors and the standard library. Never diffusers, transformers, matplotlib or
 another steercore layer: everything else builds on this.
 """
+
+__version__ = "0.1.0"  # written into every statistics file; steercore.__version__ re-exports it

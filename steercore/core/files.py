@@ -18,7 +18,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from steercore import __version__
+from steercore.core import __version__
 from steercore.core.errors import FileFormatError, ShapeMismatchError
 from steercore.core.stats import ActivationStats, Moments
 
