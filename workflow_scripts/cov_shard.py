@@ -1,22 +1,19 @@
 """cov_shard rule: neutral activation statistics of one shard of an experiment's neutral corpus."""
 
-import argparse
 from pathlib import Path
 
 from steercore.core.files import save_stats
 from steercore.experiments.preset import load_experiment
 from steercore.stages.cov import neutral_statistics
-from steercore.stages.job import add_common_args, job_device, main_guard
+from steercore.stages.job import experiment_parser, job_device, main_guard
 
 
 @main_guard
 def main():
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--experiment", required=True)
+    p = experiment_parser(__doc__)
     p.add_argument("--shard", type=int, default=0)
     p.add_argument("--shards", type=int, default=1)
     p.add_argument("--out", required=True, type=Path)
-    add_common_args(p)
     a = p.parse_args()
     exp = load_experiment(a.experiment)
     with job_device(a.device, a.threads) as device:

@@ -1,19 +1,16 @@
 """generate rule: images or answers for the baseline and every method x strength of an experiment."""
 
-import argparse
 from pathlib import Path
 
-from steercore.stages.job import add_common_args, job_device, main_guard
+from steercore.stages.job import experiment_parser, job_device, main_guard
 from steercore.experiments.preset import ROOT, load_experiment
 from steercore.stages.generate import generate_experiment
 
 
 @main_guard
 def main():
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--experiment", required=True)
+    p = experiment_parser(__doc__)
     p.add_argument("--manifest", required=True, type=Path)
-    add_common_args(p)
     a = p.parse_args()
     exp = load_experiment(a.experiment)
     with job_device(a.device, a.threads) as device:

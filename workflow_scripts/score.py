@@ -1,21 +1,18 @@
 """score rule: concept scores and preservation for every condition and prompt set of an experiment."""
 
-import argparse
 from pathlib import Path
 
-from steercore.stages.job import add_common_args, job_device, main_guard
+from steercore.stages.job import experiment_parser, job_device, main_guard
 from steercore.experiments.preset import load_experiment
 from steercore.stages.score import score_experiment
 
 
 @main_guard
 def main():
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--experiment", required=True)
+    p = experiment_parser(__doc__)
     p.add_argument("--manifest", required=True, type=Path)
     p.add_argument("--concept-out", required=True, type=Path)
     p.add_argument("--preservation-out", required=True, type=Path)
-    add_common_args(p)
     a = p.parse_args()
     exp = load_experiment(a.experiment)
     with job_device(a.device, a.threads) as device:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from contextlib import contextmanager, nullcontext
 from functools import wraps
@@ -39,6 +40,14 @@ def job_device(spec: str = "auto", threads: int | None = None):
         ctx = nullcontext(spec)
     with ctx as device:
         yield device
+
+
+def experiment_parser(description: str | None) -> argparse.ArgumentParser:
+    """The arguments of a job that runs a model for one experiment: --experiment, --device, --threads."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--experiment", required=True, help="preset name (config/experiments/<name>.yaml)")
+    add_common_args(parser)
+    return parser
 
 
 def add_common_args(parser) -> None:
