@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from checks import workflow_copy
 from steercore.core.methods import METHODS
 from steercore.experiments.preset import ROOT
 from steercore.scorers.registry import CONCEPT_SCORERS
@@ -130,8 +131,7 @@ def test_the_checker_sees_what_it_checks():
 
 
 def test_parsing_the_dag_loads_no_plotting_or_model_library(tmp_path):
-    for part in ("Snakefile", "rules", "config", "report", "profiles", "envs", "workflow_scripts"):
-        subprocess.run(["cp", "-r", str(ROOT / part), str(tmp_path / part)], check=True)
+    workflow_copy(tmp_path)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     res = subprocess.run([sys.executable, "-X", "importtime", "-m", "snakemake", "-n", "--cores", "1"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)

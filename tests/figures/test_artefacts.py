@@ -221,7 +221,7 @@ def test_ci_paper_targets_and_notebook(tmp_path, monkeypatch):
     notebook executed against those results: every figure shows."""
     import nbformat
     from nbclient import NotebookClient
-    from test_workflow import workflow_copy
+    from checks import workflow_copy
 
     wf = workflow_copy(tmp_path)
     names = paper_artefacts(["ci"])

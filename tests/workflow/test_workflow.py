@@ -9,20 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from steercore.experiments.preset import ROOT
+from checks import workflow_copy
 from steercore.tables import CONCEPT_SCORES, PARETO_POINTS, PRESERVATION, read_tsv
 
 pytestmark = pytest.mark.slow
-PARTS = ("Snakefile", "rules", "config", "report", "profiles", "envs", "workflow_scripts")
-
-
-def workflow_copy(dest: Path) -> Path:
-    """A copy of the workflow files, so that the test writes its own results/ and logs/."""
-    for part in PARTS:
-        subprocess.run(["cp", "-r", str(ROOT / part), str(dest / part)], check=True)
-    return dest
-
-
 def snakemake(cwd: Path, *args, **kw) -> subprocess.Popen:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     return subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=cwd, env=env,
