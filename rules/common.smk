@@ -193,7 +193,7 @@ def is_t2i(name):
 def default_targets():
     out = []
     for name in config["experiments"]:
-        out += [f"results/pareto/{name}.pdf", f"results/pareto/{name}.svg"]
+        out += [f"results/pareto/{name}.pdf", f"results/pareto/{name}.svg", f"results/pareto/{name}.intervals.tsv"]
         if is_t2i(name):
             out.append(f"results/pareto/{name}_grid.png")
     return out

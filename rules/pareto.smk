@@ -5,6 +5,7 @@
 localrules:
     pareto,
     grid,
+    pareto_intervals,
 
 
 rule pareto:
@@ -55,3 +56,23 @@ rule grid:
         "../envs/steerflow.yaml"
     shell:
         "{params.python:q} {params.script:q} --manifest {input.manifest:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule pareto_intervals:
+    input:
+        per_output="results/scores/{experiment}/items.tsv",
+    output:
+        "results/pareto/{experiment}.intervals.tsv",
+    params:
+        python=PYTHON,
+        script=script("pareto_intervals"),
+    log:
+        log("pareto_intervals", "{experiment}"),
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        "../envs/steerflow.yaml"
+    shell:
+        "{params.python:q} {params.script:q} --experiment {wildcards.experiment:q} --items {input.per_output:q}"
+        " --out {output:q} > {log:q} 2>&1"

@@ -29,6 +29,8 @@ PRESERVATION = ("condition", "method", "strength", "prompts", "metric", "value",
 """results/scores/{experiment}/preservation.tsv: per condition × prompt set × metric, against the baseline."""
 PARETO_POINTS = ("method", "strength", "x", "y", "frontier")
 """results/pareto/{experiment}.tsv: the baseline, every method × strength, and the goal line."""
+PARETO_INTERVALS = ("method", "strength", "y", "y_lo", "y_hi", "n")
+"""results/pareto/{experiment}.intervals.tsv: y of the Pareto plot with its seeded 95% bootstrap interval over outputs."""
 
 
 def format_table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
