@@ -38,7 +38,7 @@ rule pareto:
 
 rule grid:
     input:
-        manifest="results/generate/{experiment}/manifest.tsv",
+        manifest=manifest_of,
     output:
         report("results/pareto/{experiment}_grid.png", caption="../report/grid.rst", category="Samples",
                labels={"experiment": "{experiment}"}),
