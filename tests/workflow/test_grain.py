@@ -11,7 +11,7 @@ from test_workflow import finish, snakemake, workflow_copy
 
 pytestmark = pytest.mark.slow
 GATHERED = ("generate/ci/manifest.tsv", "scores/ci/items.tsv", "scores/ci/concept_scores.tsv",
-            "scores/ci/preservation.tsv", "pareto/ci.tsv")
+            "scores/ci/preservation.tsv", "pareto/ci.tsv", "pareto/ci.intervals.tsv")
 
 
 def tiny(wf: Path) -> Path:
@@ -49,8 +49,9 @@ def planned_jobs(wf: Path, rule: str, *args) -> list[str]:
 def test_packed_and_per_condition_runs_give_identical_tables(tmp_path):
     (tmp_path / "packed").mkdir(), (tmp_path / "single").mkdir()
     packed, single = tiny(workflow_copy(tmp_path / "packed")), tiny(workflow_copy(tmp_path / "single"))
-    finish(snakemake(packed, "results/pareto/ci.pdf"))
-    finish(snakemake(single, "results/pareto/ci.pdf", "--config", "pack=false"))
+    targets = ("results/pareto/ci.pdf", "results/pareto/ci.intervals.tsv", "results/generate/ci/manifest.tsv")
+    finish(snakemake(packed, *targets))
+    finish(snakemake(single, *targets, "--config", "pack=false"))
     assert sorted(p.parent.name for p in (packed / "results/generate/ci").glob("*/manifest.tsv")) == [
         "casteer-all", "midsteer-all", "none-0"]
     assert sorted(p.parent.name for p in (single / "results/generate/ci").glob("*/manifest.tsv")) == [
