@@ -46,12 +46,13 @@ def test_ci_preset_runs_end_to_end_and_resumes_after_sigkill(tmp_path):
 
     proc = snakemake(wf, "results/pareto/ci.pdf")
     deadline = time.time() + 600
-    while time.time() < deadline and len(list(gen.glob("*/*/*.png"))) < 12:
+    while time.time() < deadline and len(list(gen.glob("*/*/[!.]*.png"))) < 12:
         assert proc.poll() is None, "snakemake ended before the generate stage was killed: " + proc.stdout.read()[-3000:]
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)  # snakemake and its job, mid-generation
     proc.wait()
-    before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in gen.glob("*/*/*.png")}
+    # finished images only: a temporary (".<name>.<random>.png") of the write the kill interrupted is not one
+    before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in gen.glob("*/*/[!.]*.png")}
     assert 12 <= len(before) < 84, len(before)
     assert not (gen / "manifest.tsv").exists()
     digests = {p.parent.name: p.read_text() for p in gen.glob("*/digest.txt")}
@@ -60,7 +61,7 @@ def test_ci_preset_runs_end_to_end_and_resumes_after_sigkill(tmp_path):
     # a SIGKILLed Snakemake cannot remove its lock: release it (no other run is active), then rerun
     finish(snakemake(wf, "--unlock"))
     finish(snakemake(wf, "results/pareto/ci.pdf", "results/pareto/ci_grid.png"))
-    after = list(gen.glob("*/*/*.png"))
+    after = list(gen.glob("*/*/[!.]*.png"))
     assert len(after) == 84  # 7 conditions x 3 concepts x 2 prompts x 2 seeds
     for p, stamp in before.items():  # images finished before the kill were not redone
         assert (p.stat().st_ino, p.stat().st_mtime_ns) == stamp, p
