@@ -82,7 +82,7 @@ def test_ci_preset_runs_end_to_end_and_resumes_after_sigkill(tmp_path):
     items = read_tsv(scores / "items.tsv")  # one row per output and scored concept
     assert list(items[0]) == list(ITEM_SCORES) and len(items) == 7 * 4 * (2 + 2 + 3)
     assert {r["accepted"] for r in items} <= {"true", "false"}
-    assert sorted(p.name for p in (scores / "baseline_features").iterdir()) == ["blue.npz", "green.npz", "red.npz"]
+    assert sorted(p.name for p in (scores / "baseline_features").glob("*.npz")) == ["blue.npz", "green.npz", "red.npz"]
     points = read_tsv(wf / "results/pareto/ci.tsv")
     assert list(points[0]) == list(PARETO_POINTS)
     assert sum(r["frontier"] == "true" for r in points) >= 1
