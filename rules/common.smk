@@ -1,9 +1,12 @@
 # Helpers and input functions shared by the rule files. Every experiment preset is loaded and validated
 # here, at parse time, so a bad config stops the run before any job starts, with one line naming the key.
+import os
+import shlex
 import sys
 
 from steercore.core.errors import SteerError
-from steercore.experiments.preset import ROOT, list_experiments, load_experiment
+from steercore.core.methods import get_method
+from steercore.experiments.preset import ROOT, Condition, list_experiments, load_experiment
 
 
 
@@ -16,6 +19,14 @@ def _python():
 
 
 PYTHON = _python()
+# The scripts, found from this file rather than the working directory, so that a project that `module`s this
+# workflow runs them too. Every value a shell command interpolates is quoted there with Snakemake's `:q`.
+SCRIPTS = os.path.normpath(os.path.join(workflow.current_basedir.get_path_or_uri(secret_free=False), "..", "workflow_scripts"))
+
+
+def script(name):
+    return os.path.join(SCRIPTS, f"{name}.py")
+
 
 wildcard_constraints:
     model="[A-Za-z0-9_.-]+",
@@ -25,6 +36,7 @@ wildcard_constraints:
     experiment="[A-Za-z0-9_]+",
     shard="[0-9]+",
     shards="[0-9]+",
+    condition="[A-Za-z0-9_]+-[A-Za-z0-9.+-]+",
 
 
 def _load_all():
@@ -82,18 +94,96 @@ def mem_of(exp_name):
     return MEM_MB["testbed" if exp["model"].startswith("testbed-") else exp.model_kind]
 
 
+# ---- the job grain (issue 12): one generate/score job per condition, or per method when an experiment packs
+
+# config.yaml `pack`: auto (each preset decides), true or false (every experiment)
+PACK = str(config.get("pack", "auto")).lower()
+if PACK not in ("auto", "true", "false"):
+    sys.exit(f"Steerflow config error: config.yaml: pack: '{PACK}' is not auto, true or false")
+
+
+def units(name):
+    """Job label → conditions of experiment `name`: `none-0`, `casteer-2`, ... or, packed, `casteer-all`."""
+    return EXPERIMENTS[name].job_units(PACK)
+
+
+def unit_conditions(w):
+    found = units(w.experiment).get(w.condition)
+    if found is None:
+        raise ValueError(f"experiment {w.experiment} has no job '{w.condition}' (pack={PACK}); "
+                         f"jobs: {', '.join(units(w.experiment))}")
+    return found
+
+
+def generating(name):
+    """The experiment whose generated outputs `name` scores: itself, or its `outputs_from`."""
+    return EXPERIMENTS[name]["outputs_from"] or name
+
+
+def unit_manifest(name, unit):
+    return f"results/generate/{name}/{unit}/manifest.tsv"
+
+
+def unit_manifests(w):
+    return [unit_manifest(w.experiment, u) for u in units(w.experiment)]
+
+
 def generate_inputs(w):
+    """The statistics the job's steered conditions read (none for the baseline)."""
     exp = EXPERIMENTS[w.experiment]
+    methods = {c.method for c in unit_conditions(w) if c.method != "none"}
+    if not methods:
+        return {}
     inputs = {f"vectors_{c}": vectors_path(exp, c) for c in exp.concepts}
-    if exp.needs_cov:
+    if any(get_method(m).needs_neutral for m in methods):
         inputs["cov"] = cov_path(exp)
     return inputs
 
 
+_DIGESTS = {}
+
+
+def _digest(kind, name, cond):
+    key = (kind, name, cond)
+    if key not in _DIGESTS:
+        exp = EXPERIMENTS[name]
+        _DIGESTS[key] = exp.generation_digest(cond) if kind == "generate" else exp.scoring_digest(cond)
+    return _DIGESTS[key]
+
+
+def generate_digest(w):
+    """The digests of the settings the job's outputs depend on, one per condition: the params trigger reruns
+    the job when one changes."""
+    return ",".join(_digest("generate", w.experiment, c) for c in unit_conditions(w))
+
+
+def score_digest(w):
+    return ",".join(_digest("score", w.experiment, c) for c in unit_conditions(w))
+
+
+def baseline_digest(w):
+    return _digest("score", w.experiment, Condition("none", 0.0))
+
+
+def score_inputs(w):
+    """The generate manifests that list the job's conditions and the baseline (of `outputs_from` when set),
+    and, for images, the baseline's features."""
+    gen = generating(w.experiment)
+    wanted = {c.label for c in unit_conditions(w)} | {"none-0"}
+    manifests = [unit_manifest(gen, u) for u, conds in units(gen).items() if wanted & {c.label for c in conds}]
+    inputs = {"manifests": manifests}
+    if is_t2i(w.experiment):
+        inputs["reference"] = f"results/scores/{w.experiment}/baseline_features"
+    return inputs
+
+
+def score_tables(w, table):
+    return [f"results/scores/{w.experiment}/{u}/{table}.tsv" for u in units(w.experiment)]
+
+
 def manifest_of(w):
-    """The generate manifest an experiment scores: its own, or that of `outputs_from`."""
-    exp = EXPERIMENTS[w.experiment]
-    return f"results/generate/{exp['outputs_from'] or w.experiment}/manifest.tsv"
+    """The gathered generate manifest an experiment shows: its own, or that of `outputs_from`."""
+    return f"results/generate/{generating(w.experiment)}/manifest.tsv"
 
 
 def is_t2i(name):
@@ -103,7 +193,7 @@ def is_t2i(name):
 def default_targets():
     out = []
     for name in config["experiments"]:
-        out += [f"results/pareto/{name}.pdf", f"results/pareto/{name}.svg"]
+        out += [f"results/pareto/{name}.pdf", f"results/pareto/{name}.svg", f"results/pareto/{name}.intervals.tsv"]
         if is_t2i(name):
             out.append(f"results/pareto/{name}_grid.png")
     return out

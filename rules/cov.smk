@@ -3,11 +3,16 @@
 # not depend on the number of shards.
 
 
+localrules:
+    cov,
+
+
 rule cov_shard:
     output:
         temp("results/cov/{model}/shards/{covid}.{shard}of{shards}.safetensors"),
     params:
         python=PYTHON,
+        script=script("cov_shard"),
         device=DEVICE,
         experiment=lambda w: cov_owner(w),
     log:
@@ -21,9 +26,9 @@ rule cov_shard:
     conda:
         "../envs/steerflow.yaml"
     shell:
-        "{params.python} workflow_scripts/cov_shard.py --experiment {params.experiment}"
-        " --shard {wildcards.shard} --shards {wildcards.shards} --device {params.device} --threads {threads}"
-        " --out {output} > {log} 2>&1"
+        "{params.python:q} {params.script:q} --experiment {params.experiment:q}"
+        " --shard {wildcards.shard:q} --shards {wildcards.shards:q} --device {params.device:q} --threads {threads}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule cov:
@@ -33,6 +38,7 @@ rule cov:
         "results/cov/{model}/{covid}.safetensors",
     params:
         python=PYTHON,
+        script=script("cov"),
     log:
         log("cov", "{model}/{covid}"),
     benchmark:
@@ -43,4 +49,4 @@ rule cov:
     conda:
         "../envs/steerflow.yaml"
     shell:
-        "{params.python} workflow_scripts/cov.py --out {output} {input} > {log} 2>&1"
+        "{params.python:q} {params.script:q} --out {output:q} {input:q} > {log:q} 2>&1"

@@ -1,20 +1,31 @@
-# generate: every condition (baseline, method x strength) of an experiment in one job with one model load.
-# Images/answers are written one file each, atomically, next to the manifest; a rerun skips the files that
-# exist, so a killed job resumes (they are not declared outputs, so Snakemake does not delete them).
+# generate: one job per condition (`none-0`, `{method}-{strength}`), or per method (`{method}-all`, every
+# strength in one batch) when the experiment packs (preset `pack`, config.yaml `pack`; the testbed packs by
+# default). Each job loads the model once and writes its outputs one file each, atomically, under
+# results/generate/{experiment}/{condition}/, with the digest of the settings they were made with; a rerun
+# skips files of the same digest (a killed job resumes) and empties a folder made under another. The params
+# digest makes Snakemake rerun exactly the jobs whose settings changed. gather_manifest lists every output.
+
+
+localrules:
+    gather_manifest,
 
 
 rule generate:
     input:
         unpack(generate_inputs),
     output:
-        manifest="results/generate/{experiment}/manifest.tsv",
+        manifest="results/generate/{experiment}/{condition}/manifest.tsv",
     params:
         python=PYTHON,
+        script=script("generate"),
         device=DEVICE,
+        pack=PACK,
+        folder="results/generate/{experiment}",
+        digest=generate_digest,
     log:
-        log("generate", "{experiment}"),
+        log("generate", "{experiment}/{condition}"),
     benchmark:
-        bench("generate", "{experiment}")
+        bench("generate", "{experiment}/{condition}")
     threads: THREADS
     resources:
         gpu=1,
@@ -22,5 +33,26 @@ rule generate:
     conda:
         "../envs/steerflow.yaml"
     shell:
-        "{params.python} workflow_scripts/generate.py --experiment {wildcards.experiment} --device {params.device}"
-        " --threads {threads} --manifest {output.manifest} > {log} 2>&1"
+        "{params.python:q} {params.script:q} --experiment {wildcards.experiment:q} --unit {wildcards.condition:q}"
+        " --pack {params.pack:q} --out-dir {params.folder:q} --manifest {output.manifest:q}"
+        " --device {params.device:q} --threads {threads} > {log:q} 2>&1"
+
+
+rule gather_manifest:
+    input:
+        unit_manifests,
+    output:
+        "results/generate/{experiment}/manifest.tsv",
+    params:
+        python=PYTHON,
+        script=script("gather"),
+    log:
+        log("gather_manifest", "{experiment}"),
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        "../envs/steerflow.yaml"
+    shell:
+        "{params.python:q} {params.script:q} manifest --experiment {wildcards.experiment:q} --manifests {input:q}"
+        " --out {output:q} > {log:q} 2>&1"

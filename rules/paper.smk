@@ -3,6 +3,11 @@
 # builds every artefact of the experiments in config/config.yaml (the testbed by default).
 
 
+localrules:
+    paper,
+    paper_all,
+
+
 rule paper:
     input:
         paper_inputs,
@@ -15,6 +20,7 @@ rule paper:
         artefact=PAPER_ARTEFACT,
     params:
         python=PYTHON,
+        script=script("paper"),
     log:
         log("paper", "{artefact}"),
     benchmark:
@@ -25,7 +31,7 @@ rule paper:
     conda:
         "../envs/steerflow.yaml"
     shell:
-        "{params.python} workflow_scripts/paper.py {wildcards.artefact} --out-dir results/paper > {log} 2>&1"
+        "{params.python:q} {params.script:q} {wildcards.artefact:q} --out-dir results/paper > {log:q} 2>&1"
 
 
 rule paper_all:

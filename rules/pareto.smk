@@ -2,6 +2,12 @@
 # points, a LaTeX table; and for image experiments a grid of samples (baseline vs each condition, same seeds).
 
 
+localrules:
+    pareto,
+    grid,
+    pareto_intervals,
+
+
 rule pareto:
     input:
         concept="results/scores/{experiment}/concept_scores.tsv",
@@ -14,6 +20,7 @@ rule pareto:
         table="results/pareto/{experiment}.tex",
     params:
         python=PYTHON,
+        script=script("pareto"),
     log:
         log("pareto", "{experiment}"),
     benchmark:
@@ -24,19 +31,20 @@ rule pareto:
     conda:
         "../envs/steerflow.yaml"
     shell:
-        "{params.python} workflow_scripts/pareto.py --experiment {wildcards.experiment} --concept {input.concept}"
-        " --preservation {input.preservation} --pdf {output.pdf} --svg {output.svg} --points {output.points}"
-        " --table {output.table} > {log} 2>&1"
+        "{params.python:q} {params.script:q} --experiment {wildcards.experiment:q} --concept {input.concept:q}"
+        " --preservation {input.preservation:q} --pdf {output.pdf:q} --svg {output.svg:q} --points {output.points:q}"
+        " --table {output.table:q} > {log:q} 2>&1"
 
 
 rule grid:
     input:
-        manifest="results/generate/{experiment}/manifest.tsv",
+        manifest=manifest_of,
     output:
         report("results/pareto/{experiment}_grid.png", caption="../report/grid.rst", category="Samples",
                labels={"experiment": "{experiment}"}),
     params:
         python=PYTHON,
+        script=script("grid"),
     log:
         log("grid", "{experiment}"),
     benchmark:
@@ -47,4 +55,24 @@ rule grid:
     conda:
         "../envs/steerflow.yaml"
     shell:
-        "{params.python} workflow_scripts/grid.py --manifest {input.manifest} --out {output} > {log} 2>&1"
+        "{params.python:q} {params.script:q} --manifest {input.manifest:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule pareto_intervals:
+    input:
+        per_output="results/scores/{experiment}/items.tsv",
+    output:
+        "results/pareto/{experiment}.intervals.tsv",
+    params:
+        python=PYTHON,
+        script=script("pareto_intervals"),
+    log:
+        log("pareto_intervals", "{experiment}"),
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        "../envs/steerflow.yaml"
+    shell:
+        "{params.python:q} {params.script:q} --experiment {wildcards.experiment:q} --items {input.per_output:q}"
+        " --out {output:q} > {log:q} 2>&1"

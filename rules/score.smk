@@ -1,22 +1,29 @@
-# score: concept scores of every condition on every prompt set, and preservation against the unsteered
-# outputs of the same prompts and seeds (FID for images, consistency for text).
+# score: one job per generate job's conditions (see generate.smk): every output scored against the source,
+# the target and its own prompt set's concept (one row each, results/scores/{experiment}/{condition}/items.tsv),
+# and preservation against the baseline's outputs of the same prompts and seeds (FID for images, against the
+# baseline's features computed once by baseline_features; consistency for text). gather_scores builds the
+# experiment's per-output, aggregated concept-score and preservation tables.
 
 
-rule score:
+localrules:
+    gather_scores,
+
+
+rule baseline_features:
     input:
-        manifest=manifest_of,
+        manifest=lambda w: unit_manifest(generating(w.experiment), "none-0"),
     output:
-        concept=report("results/scores/{experiment}/concept_scores.tsv", caption="../report/scores.rst",
-                       category="Scores", subcategory="{experiment}"),
-        preservation=report("results/scores/{experiment}/preservation.tsv", caption="../report/scores.rst",
-                            category="Scores", subcategory="{experiment}"),
+        directory("results/scores/{experiment}/baseline_features"),
     params:
         python=PYTHON,
+        script=script("baseline_features"),
         device=DEVICE,
+        generated=lambda w: f"results/generate/{generating(w.experiment)}",
+        digest=baseline_digest,
     log:
-        log("score", "{experiment}"),
+        log("baseline_features", "{experiment}"),
     benchmark:
-        bench("score", "{experiment}")
+        bench("baseline_features", "{experiment}")
     threads: THREADS
     resources:
         gpu=1,
@@ -24,6 +31,63 @@ rule score:
     conda:
         "../envs/steerflow.yaml"
     shell:
-        "{params.python} workflow_scripts/score.py --experiment {wildcards.experiment} --manifest {input.manifest}"
-        " --device {params.device} --threads {threads} --concept-out {output.concept}"
-        " --preservation-out {output.preservation} > {log} 2>&1"
+        "{params.python:q} {params.script:q} --experiment {wildcards.experiment:q} --generated {params.generated:q}"
+        " --manifest {input.manifest:q} --out {output:q} --device {params.device:q} --threads {threads}"
+        " > {log:q} 2>&1"
+
+
+rule score:
+    input:
+        unpack(score_inputs),
+    output:
+        per_output="results/scores/{experiment}/{condition}/items.tsv",
+        preservation="results/scores/{experiment}/{condition}/preservation.tsv",
+    params:
+        python=PYTHON,
+        script=script("score"),
+        device=DEVICE,
+        pack=PACK,
+        generated=lambda w: f"results/generate/{generating(w.experiment)}",
+        reference=lambda w, input: f"--reference {shlex.quote(input.reference)}" if "reference" in input.keys() else "",
+        digest=score_digest,
+    log:
+        log("score", "{experiment}/{condition}"),
+    benchmark:
+        bench("score", "{experiment}/{condition}")
+    threads: THREADS
+    resources:
+        gpu=1,
+        mem_mb=lambda w: mem_of(w.experiment),
+    conda:
+        "../envs/steerflow.yaml"
+    shell:
+        "{params.python:q} {params.script:q} --experiment {wildcards.experiment:q} --unit {wildcards.condition:q}"
+        " --pack {params.pack:q} --generated {params.generated:q} --manifests {input.manifests:q}"
+        " {params.reference} --items-out {output.per_output:q} --preservation-out {output.preservation:q}"
+        " --device {params.device:q} --threads {threads} > {log:q} 2>&1"
+
+
+rule gather_scores:
+    input:
+        per_output=lambda w: score_tables(w, "items"),
+        preservation=lambda w: score_tables(w, "preservation"),
+    output:
+        per_output="results/scores/{experiment}/items.tsv",
+        concept=report("results/scores/{experiment}/concept_scores.tsv", caption="../report/scores.rst",
+                       category="Scores", subcategory="{experiment}"),
+        preservation=report("results/scores/{experiment}/preservation.tsv", caption="../report/scores.rst",
+                            category="Scores", subcategory="{experiment}"),
+    params:
+        python=PYTHON,
+        script=script("gather"),
+    log:
+        log("gather_scores", "{experiment}"),
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        "../envs/steerflow.yaml"
+    shell:
+        "{params.python:q} {params.script:q} scores --experiment {wildcards.experiment:q} --items {input.per_output:q}"
+        " --preservation {input.preservation:q} --items-out {output.per_output:q} --concept-out {output.concept:q}"
+        " --preservation-out {output.preservation:q} > {log:q} 2>&1"

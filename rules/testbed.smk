@@ -10,6 +10,7 @@ rule train_testbed:
         testbed_model="t2i|lm|clip",
     params:
         python=PYTHON,
+        script=script("train_testbed"),
     log:
         log("train_testbed", "{testbed_model}"),
     benchmark:
@@ -20,5 +21,5 @@ rule train_testbed:
     conda:
         "../envs/steerflow.yaml"
     shell:
-        "{params.python} workflow_scripts/train_testbed.py {wildcards.testbed_model} --out {output}"
-        " --threads {threads} > {log} 2>&1"
+        "{params.python:q} {params.script:q} {wildcards.testbed_model:q} --out {output:q}"
+        " --threads {threads} > {log:q} 2>&1"

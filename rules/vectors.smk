@@ -6,6 +6,7 @@ rule vectors:
         "results/vectors/{model}/{vecid}/{concept}.safetensors",
     params:
         python=PYTHON,
+        script=script("vectors"),
         device=DEVICE,
         experiment=lambda w: vectors_owner(w),
     log:
@@ -19,5 +20,5 @@ rule vectors:
     conda:
         "../envs/steerflow.yaml"
     shell:
-        "{params.python} workflow_scripts/vectors.py --experiment {params.experiment} --concept {wildcards.concept}"
-        " --device {params.device} --threads {threads} --out {output} > {log} 2>&1"
+        "{params.python:q} {params.script:q} --experiment {params.experiment:q} --concept {wildcards.concept:q}"
+        " --device {params.device:q} --threads {threads} --out {output:q} > {log:q} 2>&1"

@@ -22,10 +22,15 @@ MANIFEST = ("condition", "method", "strength", "concept", "index", "seed", "prom
 """results/generate/{experiment}/manifest.tsv: one generated output (image or answer) per row."""
 CONCEPT_SCORES = ("condition", "method", "strength", "prompts", "scored", "n", "mean", "std", "accuracy")
 """results/scores/{experiment}/concept_scores.tsv: per condition × prompt set × scored concept."""
+ITEM_SCORES = ("condition", "method", "strength", "prompts", "index", "seed", "scored", "score", "accepted")
+"""results/scores/{experiment}/items.tsv (and per job, {job}/items.tsv): one output scored against one concept;
+accepted: whether the scorer recognises the concept (true/false; empty where the scorer has no such test)."""
 PRESERVATION = ("condition", "method", "strength", "prompts", "metric", "value", "n")
 """results/scores/{experiment}/preservation.tsv: per condition × prompt set × metric, against the baseline."""
 PARETO_POINTS = ("method", "strength", "x", "y", "frontier")
 """results/pareto/{experiment}.tsv: the baseline, every method × strength, and the goal line."""
+PARETO_INTERVALS = ("method", "strength", "y", "y_lo", "y_hi", "n")
+"""results/pareto/{experiment}.intervals.tsv: y of the Pareto plot with its seeded 95% bootstrap interval over outputs."""
 
 
 def format_table(header: Sequence[str], rows: Iterable[Sequence]) -> str:

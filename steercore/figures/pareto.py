@@ -14,7 +14,7 @@ from statistics import mean
 
 from steercore.core.errors import ConfigError
 from steercore.experiments.preset import Condition, Experiment
-from steercore.tables import PARETO_POINTS, write_tsv
+from steercore.tables import PARETO_INTERVALS, PARETO_POINTS, write_tsv
 
 PARETO_X = ("unrelated_preservation", "unrelated_score")
 
@@ -125,3 +125,40 @@ def write_points(result: ParetoResult, path: Path) -> None:
     rows += [[p.method, f"{p.strength:g}", f"{p.x:.6g}", f"{p.y:.6g}", str(p.frontier).lower()] for p in result.points]
     rows += [["goal", "", "", f"{result.goal:.6g}", ""]]
     write_tsv(path, PARETO_POINTS, rows)
+
+
+# ---- 95% bootstrap intervals of y from the per-output scores (issue 12)
+
+
+def bootstrap_y(exp: Experiment, item_rows: list[dict], *, resamples: int = 1000, seed: int = 0,
+                level: float = 0.95) -> list[list]:
+    """PARETO_INTERVALS rows: for the baseline and every method × strength, y (as in `pareto`) and its
+    percentile bootstrap interval, resampling the outputs on source prompts (prompt index × seed) with
+    replacement; a switch's two scores of one output stay paired. Seeded, so the table is reproducible."""
+    import numpy as np
+
+    src, tgt = exp["source"], exp["target"]
+    by_output: dict[str, dict[tuple[str, str], dict[str, float]]] = {}
+    for r in item_rows:
+        if r["prompts"] == src:
+            by_output.setdefault(r["condition"], {}).setdefault((r["index"], r["seed"]), {})[r["scored"]] = float(r["score"])
+    rng = np.random.default_rng(seed)
+    rows = []
+    for cond in exp.conditions:
+        outputs = list(by_output.get(cond.label, {}).values())
+        if not outputs:
+            raise ConfigError(f"no per-output scores of condition {cond.label} on '{src}' prompts; rerun the score stage")
+        if exp["kind"] == "switch":
+            per = np.array([o[tgt] - o[src] for o in outputs])
+        else:
+            per = np.array([o[src] for o in outputs])
+        draws = per[rng.integers(0, len(per), size=(resamples, len(per)))].mean(axis=1)
+        lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
+        rows.append([cond.method, f"{cond.strength:g}", f"{per.mean():.6g}", f"{lo:.6g}", f"{hi:.6g}", str(len(per))])
+    return rows
+
+
+def write_intervals(exp: Experiment, item_rows: list[dict], path: Path, **kw) -> int:
+    rows = bootstrap_y(exp, item_rows, **kw)
+    write_tsv(path, PARETO_INTERVALS, rows)
+    return len(rows)

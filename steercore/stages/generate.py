@@ -1,9 +1,12 @@
-"""The generate stage: images or answers for every condition (baseline, method × strength) of an experiment.
+"""The generate stage: images or answers for the conditions of one job (one condition, or every strength of a
+method when the experiment packs), written under the experiment's folder.
 
 Each output is one file, `{condition}/{concept}/{prompt index:03d}-{seed}.{png|txt}`, written atomically, and
-files that exist are skipped, so a killed run resumes where it stopped. All strengths of a method are batched
-together with a per-sample strength tensor; every sample has its own seeded generator, so a sample does not
-depend on what else is in its batch.
+files that exist are skipped, so a killed run resumes where it stopped. Each condition folder records in
+`digest.txt` the digest of the settings its files were made with (Experiment.generation_digest); a folder made
+under another digest is emptied first, so no output of an older configuration is ever reused. All strengths
+in a job are batched together with a per-sample strength tensor; every sample has its own seeded generator, so
+a sample does not depend on what else is in its batch.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from steercore.core.errors import ConfigError
 from steercore.core.files import atomic_path, load_stats, write_text_atomic
 from steercore.core.methods import get_method
 from steercore.core.plan import SteeringPlan, build_plan
@@ -118,20 +122,43 @@ def sample_answers(model, tokenizer, prompts: list[str], seeds: list[int], *, mo
 # ------------------------------------------------------------------------------------------------ driver
 
 
+DIGEST_FILE = "digest.txt"
+
+
+def prepare_condition_folder(folder: Path, digest: str, ext: str) -> int:
+    """Make `folder` hold only outputs of `digest`: remove temporaries of a killed write, and every output if
+    the folder was made under another digest (or none); then record the digest. Returns the files removed."""
+    removed = 0
+    for stale in folder.glob(f"*/.*.{ext}"):  # temporaries of a run killed mid-write (never a final name)
+        stale.unlink()
+    record = folder / DIGEST_FILE
+    if folder.is_dir() and (not record.is_file() or record.read_text().strip() != digest):
+        for old in folder.glob(f"*/*.{ext}"):
+            old.unlink()
+            removed += 1
+    write_text_atomic(record, digest + "\n")
+    return removed
+
+
 def run_generation(exp: Experiment, target, out_dir: Path, plans: dict[str, SteeringPlan], *, steps: int | None,
-                   guidance: float | None, progress: bool = True) -> list[tuple[Condition, Sample, Path]]:
-    """Generate every missing output of the experiment under `out_dir`; return the full manifest.
+                   guidance: float | None, conditions: list[Condition] | None = None,
+                   progress: bool = True) -> list[tuple[Condition, Sample, Path]]:
+    """Generate every missing output of `conditions` (default: all of the experiment's) under the experiment
+    folder `out_dir`; return their manifest.
 
     target: a pipeline (t2i) or (model, tokenizer) (lm). plans: method → SteeringPlan.
     """
     is_lm = isinstance(target, tuple)
     ext = "txt" if is_lm else "png"
-    for stale in out_dir.glob(f"*/*/.*.{ext}"):  # temporaries of a run killed mid-write (never a final name)
-        stale.unlink()
+    conditions = exp.conditions if conditions is None else conditions
+    for cond in conditions:
+        removed = prepare_condition_folder(out_dir / cond.label, exp.generation_digest(cond), ext)
+        if removed:
+            print(f"{cond.label}: removed {removed} outputs made under other settings")
     samples = experiment_samples(exp)
     work: list[tuple[Condition, Sample]] = []
     manifest = []
-    for cond in exp.conditions:
+    for cond in conditions:
         for s in samples:
             path = s.path(out_dir, cond, ext)
             manifest.append((cond, s, path))
@@ -167,27 +194,40 @@ def run_generation(exp: Experiment, target, out_dir: Path, plans: dict[str, Stee
     return manifest
 
 
-def experiment_plans(exp: Experiment, root: Path) -> dict[str, SteeringPlan]:
-    """Fit every method of the experiment from its statistics files (which the cov/vectors stages wrote)."""
-    neutral = load_stats(root / exp.cov_path(), kind="neutral") if exp.needs_cov else None
+def experiment_plans(exp: Experiment, root: Path, methods: list[str] | None = None) -> dict[str, SteeringPlan]:
+    """Fit `methods` (default: every method of the experiment) from the statistics files the cov/vectors
+    stages wrote; none for the baseline alone."""
+    methods = exp["methods"] if methods is None else [m for m in methods if m != "none"]
+    if not methods:
+        return {}
+    needs_cov = any(get_method(m).needs_neutral for m in methods)
+    neutral = load_stats(root / exp.cov_path(), kind="neutral") if needs_cov else None
     source = load_stats(root / exp.vectors_path(exp["source"]), kind="concept")
     target = load_stats(root / exp.vectors_path(exp["target"]), kind="concept") if exp["kind"] == "switch" else None
     return {m: build_plan(m, source, target, neutral, identity_cov=exp["identity_cov"],
                           clip=exp["clip"] or get_method(m).clip_default, renormalize=exp["renormalize"] or None,
                           zero_mu=exp["zero_mu"])
-            for m in exp["methods"]}
+            for m in methods}
 
 
-def generate_experiment(exp: Experiment, manifest: Path, *, device: str, root: Path) -> int:
-    """The generate stage: load the model once, generate what is missing, write the manifest last.
+def unit_conditions(exp: Experiment, unit: str, pack: str = "auto") -> list[Condition]:
+    """The conditions of one job label (`none-0`, `casteer-2`, or `casteer-all` when packed)."""
+    units = exp.job_units(pack)
+    if unit not in units:
+        raise ConfigError(f"experiment {exp.name} has no job '{unit}' (pack={pack}); jobs: {', '.join(units)}")
+    return units[unit]
 
-    Returns the number of outputs in the manifest."""
+
+def generate_unit(exp: Experiment, conditions: list[Condition], out_dir: Path, manifest: Path, *, device: str,
+                  root: Path) -> int:
+    """The generate stage for one job: load the model once, generate what is missing in the experiment
+    folder `out_dir`, write the job's manifest (paths relative to `out_dir`) last. Returns its row count."""
     spec = resolve_spec(exp["model"])
-    plans = experiment_plans(exp, root)
+    plans = experiment_plans(exp, root, sorted({c.method for c in conditions}))
     target = load_model(exp["model"], device=device)
     steps = exp["steps"] or spec.steps
     guidance = spec.guidance if exp["guidance"] is None else exp["guidance"]
-    rows = run_generation(exp, target, manifest.parent, plans, steps=steps, guidance=guidance)
+    rows = run_generation(exp, target, out_dir, plans, steps=steps, guidance=guidance, conditions=conditions)
     write_tsv(manifest, MANIFEST, [(cond.label, cond.method, f"{cond.strength:g}", s.concept, s.index, s.seed, s.prompt,
-                                    path.relative_to(manifest.parent)) for cond, s, path in rows])
+                                    path.relative_to(out_dir)) for cond, s, path in rows])
     return len(rows)

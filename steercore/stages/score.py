@@ -1,7 +1,8 @@
-"""The score stage: concept scores of every condition on every prompt set, and preservation.
+"""The score stage: concept scores of the conditions of one job on every prompt set, and preservation.
 
 Concept scores: each output of condition c on prompt set p is scored against the source concept, the target
-(switch) and p's own concept; the table keeps mean, std and accuracy per (c, p, scored concept). Preservation
+(switch) and p's own concept; the job keeps every per-output score (ITEM_SCORES) and the gather step
+(stages/gather.py) aggregates them into mean, std and accuracy per (c, p, scored concept). Preservation
 compares c's outputs on p with the unsteered outputs of the same prompts and seeds: FID (or KID) for images,
 consistency (mean embedding similarity of paired answers) for text.
 """
@@ -17,11 +18,14 @@ from tqdm.auto import tqdm
 from steercore.core.errors import ConfigError
 from steercore.experiments.preset import Experiment
 from steercore.scorers.consistency import Consistency, bleu
-from steercore.scorers.fid import fid, folder_features, kid
+from steercore.scorers.fid import FeatureSet, fid, folder_features, kid
 from steercore.scorers.registry import make_concept_scorer
 from steercore.testbed.shapes import COLOURS, SHAPES
 from steercore.testbed.topics import TOPICS
-from steercore.tables import CONCEPT_SCORES, MANIFEST, PRESERVATION, read_tsv, write_tsv
+from steercore.tables import ITEM_SCORES, MANIFEST, PRESERVATION, read_tsv, write_tsv
+
+BASELINE_LABEL = "none-0"
+
 
 class ConceptScorers:
     """The scorer of each concept: one for all, or per concept (e.g. Detoxify for toxicity, the judge for the
@@ -70,22 +74,34 @@ def load_items(paths: list[Path], text: bool) -> list:
     return [Image.open(p).convert("RGB") for p in paths]
 
 
-def score_experiment(exp: Experiment, manifest: Path, concept_out: Path, preservation_out: Path, *,
-                     device: str) -> tuple[int, int]:
-    """Write the two score tables; return their row counts."""
-    rows = read_tsv(manifest, MANIFEST)
-    base_dir = manifest.parent
+def read_manifests(paths: list[Path]) -> list[dict]:
+    return [r for p in paths for r in read_tsv(p, MANIFEST)]
+
+
+def score_unit(exp: Experiment, conditions: list[str], manifests: list[Path], base_dir: Path, items_out: Path,
+               preservation_out: Path, *, device: str, reference: Path | None = None) -> tuple[int, int]:
+    """Score the outputs of `conditions` (labels) listed in `manifests` (paths relative to the generating
+    experiment's folder `base_dir`, which also holds the baseline `none-0`): one row per output and scored
+    concept (ITEM_SCORES), and preservation per condition × prompt set against the baseline. `reference`:
+    the folder of the baseline's image features (baseline_features), read instead of featurizing again.
+    Returns the two row counts."""
+    rows = read_manifests(manifests)
     text = exp.model_kind == "lm"
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for r in rows:
-        groups[(r["condition"], r["concept"])].append(r)
-    missing = [r["path"] for r in rows if not (base_dir / r["path"]).is_file()]
+        if r["condition"] in conditions or r["condition"] == BASELINE_LABEL:
+            groups[(r["condition"], r["concept"])].append(r)
+    absent = sorted(set(conditions) - {c for c, _ in groups})
+    if absent:
+        raise ConfigError(f"{manifests[0]}: lists no outputs of {', '.join(absent)}; rerun the generate stage")
+    missing = [r["path"] for g in groups.values() for r in g if not (base_dir / r["path"]).is_file()]
     if missing:
-        raise ConfigError(f"{manifest}: {len(missing)} listed outputs are missing (first: {missing[0]}); "
+        raise ConfigError(f"{base_dir}: {len(missing)} listed outputs are missing (first: {missing[0]}); "
                           "rerun the generate stage")
+    mine = {k: g for k, g in groups.items() if k[0] in conditions}
     scorers = ConceptScorers(exp, device)
-    concept_rows = []
-    for (cond, prompts), group in tqdm(sorted(groups.items()), desc="concept scores", unit="set"):
+    item_rows = []
+    for (cond, prompts), group in tqdm(sorted(mine.items()), desc="concept scores", unit="set"):
         items = load_items([base_dir / r["path"] for r in group], text)
         scored = [exp["source"]] + ([exp["target"]] if exp["target"] else [])
         if prompts not in scored:
@@ -97,24 +113,61 @@ def score_experiment(exp: Experiment, manifest: Path, concept_out: Path, preserv
                 raise RuntimeError(f"scorer {scorers.name_for(concept)} returned {len(vals)} scores for "
                                    f"{len(items)} items")
             acc = _accuracy(scorer, items, concept, exp)
-            concept_rows.append([cond, group[0]["method"], group[0]["strength"], prompts, concept, str(len(vals)),
-                                 f"{mean(vals):.6g}", f"{pstdev(vals):.6g}",
-                                 "" if acc is None else f"{sum(acc) / len(acc):.6g}"])
-    pres_rows = preservation_rows(exp, groups, base_dir, text=text, device=device,
-                                  scorer=scorers(exp["source"]) if not text else None)
-    write_tsv(concept_out, CONCEPT_SCORES, concept_rows)
+            for k, (r, v) in enumerate(zip(group, vals)):
+                item_rows.append([cond, r["method"], r["strength"], prompts, r["index"], r["seed"], concept,
+                                  repr(float(v)), "" if acc is None else str(bool(acc[k])).lower()])
+    pres_rows = preservation_rows(exp, groups, base_dir, text=text, device=device, conditions=conditions,
+                                  scorer=scorers(exp["source"]) if not text else None, reference=reference)
+    write_tsv(items_out, ITEM_SCORES, item_rows)
     write_tsv(preservation_out, PRESERVATION, pres_rows)
-    return len(concept_rows), len(pres_rows)
+    return len(item_rows), len(pres_rows)
 
 
-def preservation_rows(exp: Experiment, groups: dict, base_dir: Path, *, text: bool, device: str, scorer) -> list:
+def aggregate_items(item_rows: list[dict]) -> list[list]:
+    """CONCEPT_SCORES rows from ITEM_SCORES rows: n, mean, std and accuracy per condition × prompt set ×
+    scored concept, sorted by (condition, prompt set) as the per-experiment job wrote them."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for r in item_rows:
+        groups.setdefault((r["condition"], r["prompts"], r["scored"]), []).append(r)
+    out = []
+    for (cond, prompts, concept), group in sorted(groups.items(), key=lambda kv: kv[0][:2]):
+        vals = [float(r["score"]) for r in group]
+        acc = [r["accepted"] for r in group]
+        accuracy = "" if "" in acc else f"{sum(a == 'true' for a in acc) / len(acc):.6g}"
+        out.append([cond, group[0]["method"], group[0]["strength"], prompts, concept, str(len(vals)),
+                    f"{mean(vals):.6g}", f"{pstdev(vals):.6g}", accuracy])
+    return out
+
+
+def baseline_features(exp: Experiment, manifests: list[Path], base_dir: Path, out_dir: Path, *,
+                      device: str) -> int:
+    """Image features of the baseline's outputs, one `<prompt set>.npz` per prompt set under `out_dir`, for
+    every condition's FID/KID. Returns the number of prompt sets."""
+    if exp.model_kind == "lm":
+        raise ConfigError(f"experiment {exp.name}: text experiments have no image features")
+    concepts = sorted({r["concept"] for r in read_manifests(manifests) if r["condition"] == BASELINE_LABEL})
+    scorer = ConceptScorers(exp, device)(exp["source"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for c in concepts:
+        folder_features(base_dir / BASELINE_LABEL / c, **_feature_kw(scorer, device)).save(out_dir / f"{c}.npz")
+    return len(concepts)
+
+
+def _feature_kw(scorer, device: str) -> dict:
+    return dict(feature_extractor=scorer.features if hasattr(scorer, "features") else None, device=device,
+                progress=False)
+
+
+def preservation_rows(exp: Experiment, groups: dict, base_dir: Path, *, text: bool, device: str, scorer,
+                      conditions: list[str], reference: Path | None = None) -> list:
     """Images: the configured distance (fid/kid). Text: consistency (MiniLM embedding cosine) and BLEU always,
     and BERTScore P/R/F1 when preservation is bertscore."""
     metric = exp.preservation
     out = []
     consistency = make_consistency(metric, device=device) if text else None
     reference_features: dict = {}  # the unsteered images of a prompt set are featurized once
-    for (cond, prompts), group in tqdm(sorted(groups.items()), desc=f"preservation ({metric})", unit="set"):
+    mine = {k: g for k, g in groups.items() if k[0] in conditions}
+    for (cond, prompts), group in tqdm(sorted(mine.items()), desc=f"preservation ({metric})", unit="set"):
         base = {(r["index"], r["seed"]): r for r in groups[("none-0", prompts)]}
         pairs = [(base_dir / r["path"], base_dir / base[(r["index"], r["seed"])]["path"]) for r in group]
         if text:
@@ -127,8 +180,9 @@ def preservation_rows(exp: Experiment, groups: dict, base_dir: Path, *, text: bo
                 values.update(bert_precision=p, bert_recall=r, bert_f1=f)
             values = {k: mean(v) for k, v in values.items()}
         else:
-            values = {metric: image_distance(metric, base_dir / cond / prompts, base_dir / "none-0" / prompts,
-                                             scorer=scorer, device=device, cache=reference_features)}
+            ref = reference / f"{prompts}.npz" if reference is not None else base_dir / BASELINE_LABEL / prompts
+            values = {metric: image_distance(metric, base_dir / cond / prompts, ref, scorer=scorer, device=device,
+                                             cache=reference_features)}
         for name, value in values.items():
             out.append([cond, group[0]["method"], group[0]["strength"], prompts, name, f"{value:.6g}", str(len(pairs))])
     return out
@@ -138,10 +192,9 @@ def image_distance(metric: str, steered: Path, reference: Path, *, scorer, devic
     """FID or KID between two folders of images; the testbed's own image encoder replaces Inception."""
     if metric not in ("fid", "kid"):
         raise ConfigError(f"preservation metric '{metric}' does not apply to images; use fid or kid")
-    kw = dict(feature_extractor=scorer.features if hasattr(scorer, "features") else None, device=device,
-              progress=False)
+    kw = _feature_kw(scorer, device)
     if reference not in cache:
-        cache[reference] = folder_features(reference, **kw)
+        cache[reference] = FeatureSet.load(reference) if reference.suffix == ".npz" else folder_features(reference, **kw)
     distance = fid if metric == "fid" else kid
     return distance(steered, cache[reference], **kw)
 

@@ -41,3 +41,25 @@ def test_switch_points_goal_and_baseline():
     assert abs(mid2.y - ((0.2 + 0.6) - (1.0 - 0.6))) < 1e-12 and mid2.x == 20
     assert res.lower_x_better and res.higher_y_better
     assert sum(p.frontier for p in res.points) == 2  # β = 1 and β = 2 of one method; ties are not kept
+
+
+def test_bootstrap_intervals_are_seeded_and_contain_y():
+    from steercore.experiments.preset import load_experiment
+    from statistics import mean
+
+    from steercore.figures.pareto import bootstrap_y
+
+    exp = load_experiment("ci")
+    rows = []
+    for k, cond in enumerate(exp.conditions):
+        for i in range(6):
+            for scored, v in (("red", 0.5 - 0.1 * k + 0.01 * i), ("blue", 0.2 + 0.1 * k - 0.02 * i)):
+                rows.append(dict(condition=cond.label, method=cond.method, strength=f"{cond.strength:g}",
+                                 prompts="red", index=str(i), seed="0", scored=scored, score=repr(v), accepted=""))
+    a, b = bootstrap_y(exp, rows, seed=3), bootstrap_y(exp, rows, seed=3)
+    assert a == b and len(a) == len(exp.conditions)
+    for method, strength, y, lo, hi, n in a:
+        assert float(lo) <= float(y) <= float(hi) and n == "6"
+    base = a[0]
+    assert base[:2] == ["none", "0"] and abs(float(base[2]) - mean(0.2 - 0.02 * i - 0.5 - 0.01 * i for i in range(6))) < 1e-5
+    assert bootstrap_y(exp, rows, seed=4) != a  # another seed draws other resamples

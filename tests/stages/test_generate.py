@@ -49,3 +49,56 @@ def test_answers_are_seeded_and_independent_of_the_batch(tiny_cache):
         assert one == [a[i]]
     c = sample_answers(model, tok, prompts, [5, 6, 7], **kw)
     assert c != a  # other seeds, other samples
+
+
+# ---- the job grain: which conditions a job runs, and folders that never mix two configurations
+
+from dataclasses import replace
+
+from steercore.experiments.preset import load_experiment
+from steercore.stages.generate import DIGEST_FILE, prepare_condition_folder
+
+
+def test_jobs_are_conditions_or_packed_methods():
+    exp = load_experiment("ci")
+    assert exp.packs() and not exp.packs("false") and not load_experiment("sdxl_dogs_cats").packs()
+    assert list(exp.job_units("false")) == [c.label for c in exp.conditions]
+    packed = exp.job_units()
+    assert list(packed) == ["none-0", "casteer-all", "leace-all", "midsteer-all"]
+    assert [c.label for c in packed["midsteer-all"]] == ["midsteer-1", "midsteer-2"]
+    assert len(load_experiment("sdxl_dogs_cats").job_units()) == 22
+
+
+def test_digests_follow_exactly_what_a_condition_depends_on():
+    exp = load_experiment("ci")
+    base, steered = exp.conditions[0], exp.conditions[1]
+
+    def changed(**kw):
+        return replace(exp, cfg={**exp.cfg, **kw})
+
+    gen = exp.generation_digest
+    assert gen(steered) == load_experiment("ci").generation_digest(steered)  # deterministic
+    assert changed(strengths=[1, 2, 5]).generation_digest(steered) == gen(steered)  # another strength
+    assert changed(scorers={**exp["scorers"], "preservation": "kid"}).generation_digest(steered) == gen(steered)
+    assert changed(batch_size=3).generation_digest(steered) == gen(steered)
+    assert changed(clip=True).generation_digest(base) == gen(base)  # the baseline is not steered
+    assert changed(clip=True).generation_digest(steered) != gen(steered)
+    for key, value in (("guidance", 2.0), ("steps", 4), ("seed", 1), ("samples_per_prompt", 3)):
+        assert changed(**{key: value}).generation_digest(base) != gen(base), key
+    prompts = {**exp["prompts"], "unrelated": {"green": ["a green circle"]}}
+    assert changed(prompts=prompts).generation_digest(base) != gen(base)
+    kid = changed(scorers={**exp["scorers"], "preservation": "kid"})
+    assert kid.scoring_digest(steered) != exp.scoring_digest(steered)
+
+
+def test_a_folder_made_under_another_digest_is_emptied(tmp_path):
+    folder = tmp_path / "casteer-2"
+    (folder / "red").mkdir(parents=True)
+    (folder / "red" / "000-0.png").write_bytes(b"old")
+    (folder / "red" / ".000-1.png.tmp.png").write_bytes(b"half")
+    assert prepare_condition_folder(folder, "aaa", "png") == 1  # no digest recorded: not trusted
+    assert (folder / DIGEST_FILE).read_text() == "aaa\n" and not list(folder.glob("red/*"))
+    (folder / "red" / "000-0.png").write_bytes(b"new")
+    assert prepare_condition_folder(folder, "aaa", "png") == 0  # same digest: a resumed job keeps its files
+    assert (folder / "red" / "000-0.png").read_bytes() == b"new"
+    assert prepare_condition_folder(folder, "bbb", "png") == 1 and not (folder / "red" / "000-0.png").exists()

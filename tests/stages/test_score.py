@@ -11,8 +11,8 @@ from PIL import Image
 from steercore.core.errors import ConfigError
 from steercore.experiments.preset import load_experiment
 from steercore.scorers.registry import CONCEPT_SCORERS, ScorerSpec
-from steercore.stages.score import score_experiment
-from steercore.tables import CONCEPT_SCORES, MANIFEST, PRESERVATION, read_tsv, write_tsv
+from steercore.stages.score import aggregate_items, score_unit
+from steercore.tables import ITEM_SCORES, MANIFEST, PRESERVATION, read_tsv, write_tsv
 
 COLOURS = {"red": (255, 0, 0), "blue": (0, 0, 255), "green": (0, 255, 0)}
 CHANNEL = {"red": 0, "green": 1, "blue": 2}
@@ -64,12 +64,21 @@ def make_run(tmp_path: Path, switched: dict[str, str]) -> tuple[object, Path]:
     return exp, out / "manifest.tsv"
 
 
+def score(exp, manifest, tmp_path):
+    """Both conditions' score jobs, as the workflow runs them: per-output rows and preservation."""
+    return score_unit(exp, ["none-0", "midsteer-1"], [manifest], manifest.parent, tmp_path / "items.tsv",
+                      tmp_path / "p.tsv", device="cpu")
+
+
 def test_concept_scores_accuracy_and_preservation(tmp_path, fake_scorer):
     exp, manifest = make_run(tmp_path, switched={"red": "blue"})
-    n_concept, n_pres = score_experiment(exp, manifest, tmp_path / "c.tsv", tmp_path / "p.tsv", device="cpu")
-    concept = read_tsv(tmp_path / "c.tsv", CONCEPT_SCORES)
+    n_items, n_pres = score(exp, manifest, tmp_path)
+    items = read_tsv(tmp_path / "items.tsv", ITEM_SCORES)
     pres = read_tsv(tmp_path / "p.tsv", PRESERVATION)
-    assert (n_concept, n_pres) == (len(concept), len(pres)) == (2 * (2 + 2 + 3), 2 * 3)
+    assert (n_items, n_pres) == (len(items), len(pres)) == (2 * (2 + 2 + 3) * 4, 2 * 3)  # 4 outputs per set
+    concept = [dict(zip(("condition", "method", "strength", "prompts", "scored", "n", "mean", "std", "accuracy"), r))
+               for r in aggregate_items(items)]
+    assert len(concept) == 2 * (2 + 2 + 3)
     row = {(r["condition"], r["prompts"], r["scored"]): r for r in concept}
     assert all(r["n"] == "4" for r in concept)
     steered_red = row[("midsteer-1", "red", "blue")]  # red prompts now draw blue: switched
@@ -89,8 +98,8 @@ def test_missing_outputs_are_named_in_one_line(tmp_path, fake_scorer):
     exp, manifest = make_run(tmp_path, switched={})
     (manifest.parent / "midsteer-1" / "green" / "001-1.png").unlink()
     with pytest.raises(ConfigError, match=r"1 listed outputs are missing \(first: midsteer-1/green/001-1.png\)") as e:
-        score_experiment(exp, manifest, tmp_path / "c.tsv", tmp_path / "p.tsv", device="cpu")
-    assert "\n" not in str(e.value) and not (tmp_path / "c.tsv").exists()
+        score(exp, manifest, tmp_path)
+    assert "\n" not in str(e.value) and not (tmp_path / "items.tsv").exists()
 
 
 def test_a_scorer_that_drops_items_is_caught(tmp_path, monkeypatch):
@@ -101,4 +110,4 @@ def test_a_scorer_that_drops_items_is_caught(tmp_path, monkeypatch):
     monkeypatch.setitem(CONCEPT_SCORERS, "channels", ScorerSpec("channels", "image", lambda **kw: Dropping()))
     exp, manifest = make_run(tmp_path, switched={})
     with pytest.raises(RuntimeError, match="returned 3 scores for 4 items"):
-        score_experiment(exp, manifest, tmp_path / "c.tsv", tmp_path / "p.tsv", device="cpu")
+        score(exp, manifest, tmp_path)

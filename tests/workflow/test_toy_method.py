@@ -10,9 +10,10 @@ from steercore.core.files import save_stats
 from steercore.core.methods import METHODS, AddVector, Method
 from steercore.experiments.preset import ROOT, load_experiment
 from steercore.stages.cov import neutral_statistics
-from steercore.stages.generate import generate_experiment
+from steercore.stages.gather import gather_manifest, gather_scores
+from steercore.stages.generate import generate_unit
 from steercore.stages.pareto import render_experiment_pareto
-from steercore.stages.score import score_experiment
+from steercore.stages.score import score_unit
 from steercore.tables import PARETO_POINTS, read_tsv
 
 pytestmark = pytest.mark.slow
@@ -52,11 +53,20 @@ def test_a_toy_method_runs_the_ci_preset_end_to_end(tmp_path, monkeypatch):
             [(exp.vectors_path(c), concept_means(exp, c, device="cpu")) for c in exp.concepts]:
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         save_stats(stats, root / path)
-    manifest = root / "results" / "generate" / exp.name / "manifest.tsv"
-    assert generate_experiment(exp, manifest, device="cpu", root=root) == 5 * 3 * 2 * 2  # 5 conditions
-    assert len(list((manifest.parent / "mean_shift-2").rglob("*.png"))) == 12
+    gen = root / "results" / "generate" / exp.name
     scores = root / "results" / "scores" / exp.name
-    score_experiment(exp, manifest, scores / "concept.tsv", scores / "preservation.tsv", device="cpu")
+    manifests, items, preservation = [], [], []
+    for cond in exp.conditions:  # one job per condition, as the workflow runs them on the paper presets
+        manifests.append(gen / "jobs" / f"{cond.label}.tsv")
+        assert generate_unit(exp, [cond], gen, manifests[-1], device="cpu", root=root) == 3 * 2 * 2
+    assert gather_manifest(exp, manifests, gen / "manifest.tsv") == 5 * 3 * 2 * 2  # 5 conditions
+    assert len(list((gen / "mean_shift-2").rglob("*.png"))) == 12
+    for cond in exp.conditions:
+        items.append(scores / "jobs" / f"{cond.label}.items.tsv")
+        preservation.append(scores / "jobs" / f"{cond.label}.preservation.tsv")
+        score_unit(exp, [cond.label], [gen / "manifest.tsv"], gen, items[-1], preservation[-1], device="cpu")
+    gather_scores(exp, items, preservation, items_out=scores / "items.tsv", concept_out=scores / "concept.tsv",
+                  preservation_out=scores / "preservation.tsv")
     out = root / "results" / "pareto"
     result = render_experiment_pareto(exp, scores / "concept.tsv", scores / "preservation.tsv",
                                       figures=[out / "ci_toy.pdf", out / "ci_toy.svg"], points=out / "ci_toy.tsv",
