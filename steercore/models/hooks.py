@@ -222,10 +222,21 @@ def _select(sites: list[Site], names) -> list[Site]:
     return [s for s in sites if s.name in set(names)]
 
 
+def _check_not_compiled(module: nn.Module) -> None:
+    """torch.compile does not guard on forward hooks (dynamo's skip_nnmodule_hook_guards): hooks added to a
+    compiled model are silently skipped, and hooks removed from one keep running. Refuse instead."""
+    for name, m in module.named_modules():
+        if getattr(m, "_compiled_call_impl", None) is not None or hasattr(m, "_orig_mod"):
+            raise SteerError(f"{type(module).__name__}.{name or '(root)'} is compiled (torch.compile), which would "
+                             "silently ignore steering hooks; steer a compiled model with `folded(...)` (single-step, "
+                             "unclipped plans) or attach to the uncompiled model")
+
+
 @contextmanager
 def _attached(target, fn: SiteFn, state: CallState, *, llm_site: str, sites=None) -> Iterator[CallState]:
     patches = Patches()
     diffusion = is_pipeline(target)
+    _check_not_compiled(denoiser_of(target) if diffusion else language_model_of(target))
     chosen = _select(resolve_sites(target, llm_site), sites)
     try:
         if diffusion:
