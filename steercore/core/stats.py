@@ -54,9 +54,9 @@ def batch_moments(X: Tensor, precision: str = "float32") -> tuple[Tensor, Tensor
     c = m.to(torch.float32)  # [D]
     Xc = X.to(torch.float32) - c  # [N, D]
     with _full_float32_matmul():
-        A = (Xc.mT @ Xc).to(torch.float64)  # [D, D]
+        S = (Xc.mT @ Xc).to(torch.float64)  # [D, D]
     delta = m - c.to(torch.float64)  # [D], below float32 resolution of m
-    return m, A - n * torch.outer(delta, delta)
+    return m, S.addr_(delta, delta, alpha=-n)  # in place: the [D, D] passes, not the product, bound small batches
 
 
 @dataclass
@@ -85,17 +85,19 @@ class Moments:
             m_b, S_b = batch_moments(X, self.precision)
         else:
             m_b, S_b = X.sum(0, dtype=torch.float64) / X.shape[0], None  # [D]
-        self._combine(X.shape[0], m_b, S_b)
+        self._combine(X.shape[0], m_b, S_b, owned=True)
 
-    def _combine(self, n_b: int, m_b: Tensor, S_b: Tensor | None) -> None:
+    def _combine(self, n_b: int, m_b: Tensor, S_b: Tensor | None, owned: bool = False) -> None:
+        """Fold a batch's (n_b, m_b, S_b) in; `owned` S_b is a fresh tensor that may become the accumulator."""
         if self.n == 0:
-            self.n, self.mean, self.scatter = n_b, m_b.clone(), None if S_b is None else S_b.clone()
+            self.n, self.mean = n_b, m_b.clone()
+            self.scatter = None if S_b is None else (S_b if owned else S_b.clone())
             return
         n = self.n + n_b
         delta = m_b.to(self.mean.device) - self.mean  # [D]
         if self.track_cov:
-            # Chan et al.: S = S_a + S_b + δδᵀ·n_a·n_b/n
-            self.scatter = self.scatter + S_b.to(self.scatter.device) + torch.outer(delta, delta) * (self.n * n_b / n)
+            # Chan et al.: S = S_a + S_b + δδᵀ·n_a·n_b/n, in place (the accumulator is never shared)
+            self.scatter.add_(S_b.to(self.scatter.device)).addr_(delta, delta, alpha=self.n * n_b / n)
         self.mean = self.mean + delta * (n_b / n)
         self.n = n
 
