@@ -37,6 +37,22 @@ def _full_float32_matmul():
         torch.set_float32_matmul_precision(previous)
 
 
+def _batch_parts(X: Tensor, precision: str) -> tuple[Tensor, Tensor, Tensor | None]:
+    """(m, A, δ) of the rows X [N, D]: float64 mean m [D], the shifted product A = Σ(x − c)(x − c)ᵀ [D, D]
+    (float32, or float64) and δ = m − c [D] (float64; None when c = m exactly, in the float64 product)."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown statistics precision '{precision}'; choose one of {', '.join(PRECISIONS)}")
+    m = X.sum(0, dtype=torch.float64) / X.shape[0]  # [D]
+    if precision == "float64" or X.dtype == torch.float64:
+        Xc = X.to(torch.float64) - m  # [N, D]
+        return m, Xc.mT @ Xc, None
+    c = m.to(torch.float32)  # [D]
+    Xc = X.to(torch.float32) - c  # [N, D]
+    with _full_float32_matmul():
+        A = Xc.mT @ Xc  # [D, D] float32
+    return m, A, m - c.to(torch.float64)  # δ [D] is below the float32 resolution of m
+
+
 def batch_moments(X: Tensor, precision: str = "float32") -> tuple[Tensor, Tensor]:
     """Mean [D] (float64) and centred scatter Σᵢ(xᵢ − m)(xᵢ − m)ᵀ [D, D] (float64) of the rows X [N, D].
 
@@ -44,19 +60,9 @@ def batch_moments(X: Tensor, precision: str = "float32") -> tuple[Tensor, Tensor
     deviations of the size of the spread, not of the mean (mean 1e3, spread 1e-2 loses nothing to the
     float32 mantissa); the rounding of c is then removed exactly: Σ(x − m)(x − m)ᵀ = Σ(x − c)(x − c)ᵀ − n·δδᵀ
     with δ = m − c, in float64. float64 rows keep the float64 product: rounding them would lose what they hold."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown statistics precision '{precision}'; choose one of {', '.join(PRECISIONS)}")
-    n = X.shape[0]
-    m = X.sum(0, dtype=torch.float64) / n  # [D]
-    if precision == "float64" or X.dtype == torch.float64:
-        Xc = X.to(torch.float64) - m  # [N, D]
-        return m, Xc.mT @ Xc
-    c = m.to(torch.float32)  # [D]
-    Xc = X.to(torch.float32) - c  # [N, D]
-    with _full_float32_matmul():
-        S = (Xc.mT @ Xc).to(torch.float64)  # [D, D]
-    delta = m - c.to(torch.float64)  # [D], below float32 resolution of m
-    return m, S.addr_(delta, delta, alpha=-n)  # in place: the [D, D] passes, not the product, bound small batches
+    m, A, delta = _batch_parts(X, precision)
+    S = A.to(torch.float64)
+    return m, S if delta is None else S.addr_(delta, delta, alpha=-X.shape[0])
 
 
 @dataclass
@@ -80,18 +86,35 @@ class Moments:
             raise ShapeMismatchError(f"statistics rows must be [N, {self.dim}], got {list(X.shape)}")
         if X.shape[0] == 0:
             return
-        X = X.detach()
-        if self.track_cov:
-            m_b, S_b = batch_moments(X, self.precision)
-        else:
-            m_b, S_b = X.sum(0, dtype=torch.float64) / X.shape[0], None  # [D]
-        self._combine(X.shape[0], m_b, S_b, owned=True)
-
-    def _combine(self, n_b: int, m_b: Tensor, S_b: Tensor | None, owned: bool = False) -> None:
-        """Fold a batch's (n_b, m_b, S_b) in; `owned` S_b is a fresh tensor that may become the accumulator."""
+        X, n_b = X.detach(), X.shape[0]
+        if not self.track_cov:
+            self._combine(n_b, X.sum(0, dtype=torch.float64) / n_b, None)
+            return
+        m_b, A, delta = _batch_parts(X, self.precision)
         if self.n == 0:
-            self.n, self.mean = n_b, m_b.clone()
-            self.scatter = None if S_b is None else (S_b if owned else S_b.clone())
+            self.n, self.mean = n_b, m_b
+            self.scatter = A.to(torch.float64)
+            if delta is not None:
+                self.scatter.addr_(delta, delta, alpha=-n_b)
+            return
+        # S += A − n_b·δδᵀ + (n_a·n_b/n)·ΔΔᵀ (the Chan update of `_combine`, with the batch's shift correction):
+        # two in-place passes over [D, D] — for small batches these passes, not the product, are the cost.
+        n = self.n + n_b
+        Delta = m_b - self.mean  # [D]
+        self.scatter.add_(A)  # a float32 A is promoted exactly
+        if delta is None:
+            self.scatter.addr_(Delta, Delta, alpha=self.n * n_b / n)
+        else:
+            P = torch.stack([delta, Delta], 1)  # [D, 2]
+            Q = torch.stack([delta * -n_b, Delta * (self.n * n_b / n)])  # [2, D]
+            self.scatter.addmm_(P, Q)
+        self.mean = self.mean + Delta * (n_b / n)
+        self.n = n
+
+    def _combine(self, n_b: int, m_b: Tensor, S_b: Tensor | None) -> None:
+        """Fold another stream's (n_b, m_b, S_b) in (its tensors are copied, never adopted)."""
+        if self.n == 0:
+            self.n, self.mean, self.scatter = n_b, m_b.clone(), None if S_b is None else S_b.clone()
             return
         n = self.n + n_b
         delta = m_b.to(self.mean.device) - self.mean  # [D]
