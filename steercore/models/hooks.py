@@ -203,10 +203,12 @@ def _site_hook(site: Site, state: CallState, fn: SiteFn, diffusion: bool):
         new = fn(site.name, part, None if diffusion else state.mask)
         if new is None:
             return None
-        if lo or t0:
+        if t0:
             full = x.clone()
             full[lo:, t0:] = new
             new = full
+        elif lo:
+            new = torch.cat((x[:lo], new))  # one copy of the batch, not a clone plus a write of the steered half
         return (new, *output[1:]) if layout == "first" else new
 
     return hook
