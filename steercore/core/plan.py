@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+
+import torch
 
 from steercore.core.errors import ConfigError, ShapeMismatchError
 from steercore.core.methods import SteeringMap, fit_method, get_method
@@ -35,14 +38,28 @@ class SteeringPlan:
         return self.maps.get((step, site))
 
 
+def _on_cpu(m: SteeringMap) -> SteeringMap:
+    """The map with its vectors on the CPU (a plan holds a few [D] vectors per map; maps cast them on use)."""
+    if dataclasses.is_dataclass(m) and hasattr(m, "maps"):
+        return dataclasses.replace(m, maps=tuple(_on_cpu(x) for x in m.maps))
+    moved = {f.name: getattr(m, f.name).cpu() for f in dataclasses.fields(m)
+             if isinstance(getattr(m, f.name), torch.Tensor)}
+    return dataclasses.replace(m, **moved)
+
+
 def build_plan(method: str, source: ActivationStats, target: ActivationStats | None = None,
                neutral: ActivationStats | None = None, *, sites: list[str] | None = None,
                identity_cov: bool = False, clip: bool | None = None, renormalize: bool | None = None,
-               zero_mu: bool = False) -> SteeringPlan:
+               zero_mu: bool = False, device: str | torch.device | None = None) -> SteeringPlan:
     """Fit `method` at every (step, site) of the source concept means.
 
     target=None erases the source (towards μ). Neutral statistics (μ, Σ) are needed by leace/midsteer;
     neutral statistics of a single step serve every step of the concept means. zero_mu sets μ = 0.
+
+    Maps are fitted one (step, site) at a time, in step order: one covariance [D, D] (and its `eigh`) is on
+    `device` at once (a GPU makes the eigendecompositions fast; None fits where the statistics are), and
+    the plan keeps only the fitted [D] vectors, on the CPU. Per-step statistics of a 50-step SD 1.5 run are
+    ~5 GB in float64; the plan built from them is a few MB.
     """
     if source.kind != "concept" or (target is not None and target.kind != "concept"):
         raise ConfigError("source and target must be concept-mean statistics (kind 'concept')")
@@ -64,8 +81,12 @@ def build_plan(method: str, source: ActivationStats, target: ActivationStats | N
             sigma = None if identity_cov else neutral.cov(step, site)
             if target is None:
                 t = None  # erasure: the target is μ itself (after zero_mu, if set)
-        maps[(step, site)] = fit_method(method, source=s, target=t, mu=mu, sigma=sigma, identity_cov=identity_cov,
-                                        clip=clip, renormalize=renormalize)
+        if device is not None and sigma is not None:  # only a covariance is worth moving
+            s, t, mu, sigma = (None if x is None else x.to(device) for x in (s, t, mu, sigma))
+        fitted = fit_method(method, source=s, target=t, mu=mu, sigma=sigma, identity_cov=identity_cov,
+                            clip=clip, renormalize=renormalize)
+        del sigma  # this (step, site)'s covariance is freed before the next one is formed
+        maps[(step, site)] = _on_cpu(fitted) if device is not None else fitted
     if not maps:
         raise ConfigError(f"no site to steer: the concept means hold {', '.join(source.sites) or 'nothing'}"
                           + (f", the plan asked for {', '.join(sites)}" if sites else ""))

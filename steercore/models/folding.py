@@ -4,7 +4,9 @@ For y = W h + b and x' = x − β·u·(vᵀx − b_s) (`RankOneEdit.fold_factors
 
     W' = (I − β u vᵀ) W = W − β u (vᵀW),     b' = (I − β u vᵀ) b + β u b_s
 
-computed in float64 and stored in the layer's dtype; a bias is added where the layer has none. The original
+computed in float64 and stored in the layer's dtype. A layer without a bias keeps none unless the map has an
+offset: b_s = vᵀμ ≠ 0 (LEACE/MidSteer with a non-zero neutral mean); CASteer (μ = 0) and zero_mu plans fold
+into the weight alone. The added bias costs one [D] add per token (addmm instead of mm). The original
 parameter objects are kept and put back by `unfold`, so unfolding is bit-exact. Folding edits every row the
 layer computes, so it cannot steer only the conditional half of a CFG batch nor skip padding: on a pipeline a
 denoiser pre-hook refuses to run under CFG unless `allow_cfg=True`.
@@ -55,9 +57,11 @@ def _fold_linear(layer: nn.Linear, m: RankOneEdit, strength: float) -> tuple[nn.
     dev = W.device
     u, v, b_s = u.to(dev), v.to(dev), b_s.to(dev)
     W_new = W - strength * torch.outer(u, v @ W)  # (I − β u vᵀ) W, without forming the D×D matrix
+    layer.weight = nn.Parameter(W_new.to(W0.dtype), requires_grad=W0.requires_grad)
+    if b0 is None and not bool(b_s != 0):
+        return W0, b0  # no offset: (I − β u vᵀ)·0 = 0, the layer stays bias-free
     b = b0.detach().to(torch.float64) if b0 is not None else torch.zeros(W.shape[0], dtype=torch.float64, device=dev)
     b_new = b - strength * u * (v @ b - b_s)  # (I − β u vᵀ) b + β u b_s
-    layer.weight = nn.Parameter(W_new.to(W0.dtype), requires_grad=W0.requires_grad)
     layer.bias = nn.Parameter(b_new.to(W0.dtype), requires_grad=W0.requires_grad)
     return W0, b0
 

@@ -203,10 +203,12 @@ def _site_hook(site: Site, state: CallState, fn: SiteFn, diffusion: bool):
         new = fn(site.name, part, None if diffusion else state.mask)
         if new is None:
             return None
-        if lo or t0:
+        if t0:
             full = x.clone()
             full[lo:, t0:] = new
             new = full
+        elif lo:
+            new = torch.cat((x[:lo], new))  # one copy of the batch, not a clone plus a write of the steered half
         return (new, *output[1:]) if layout == "first" else new
 
     return hook
@@ -222,10 +224,21 @@ def _select(sites: list[Site], names) -> list[Site]:
     return [s for s in sites if s.name in set(names)]
 
 
+def _check_not_compiled(module: nn.Module) -> None:
+    """torch.compile does not guard on forward hooks (dynamo's skip_nnmodule_hook_guards): hooks added to a
+    compiled model are silently skipped, and hooks removed from one keep running. Refuse instead."""
+    for name, m in module.named_modules():
+        if getattr(m, "_compiled_call_impl", None) is not None or hasattr(m, "_orig_mod"):
+            raise SteerError(f"{type(module).__name__}.{name or '(root)'} is compiled (torch.compile), which would "
+                             "silently ignore steering hooks; steer a compiled model with `folded(...)` (single-step, "
+                             "unclipped plans) or attach to the uncompiled model")
+
+
 @contextmanager
 def _attached(target, fn: SiteFn, state: CallState, *, llm_site: str, sites=None) -> Iterator[CallState]:
     patches = Patches()
     diffusion = is_pipeline(target)
+    _check_not_compiled(denoiser_of(target) if diffusion else language_model_of(target))
     chosen = _select(resolve_sites(target, llm_site), sites)
     try:
         if diffusion:

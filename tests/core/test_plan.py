@@ -45,3 +45,32 @@ def test_erasure_targets_mu_and_errors_are_one_line():
         build_plan("midsteer", src, None, stats("neutral", [0], 0, {"down.0": 5, "up.0": 6}))
     with pytest.raises(ConfigError, match="no site to steer"):
         build_plan("casteer", src, sites=["mid.0"])
+
+
+def test_plan_is_built_one_covariance_at_a_time_and_keeps_none(monkeypatch):
+    import gc
+    import weakref
+
+    neutral = stats("neutral", [0, 1, 2], 0)
+    src = stats("concept", [0, 1, 2], 1)
+    alive, asked = [], []
+    real_cov = ActivationStats.cov
+
+    def tracked_cov(self, step, site):
+        gc.collect()
+        asked.append((step, site, sum(r() is not None for r in alive)))
+        out = real_cov(self, step, site)
+        alive.append(weakref.ref(out))
+        return out
+
+    monkeypatch.setattr(ActivationStats, "cov", tracked_cov)
+    plan = build_plan("leace", src, None, neutral, device="cpu")
+    gc.collect()
+    assert [(st, si) for st, si, _ in asked] == sorted(src.moments)  # in step order
+    assert all(n == 0 for *_, n in asked)  # no earlier covariance is alive when the next one is formed
+    assert all(r() is None for r in alive)  # the plan holds no [D, D] matrix
+    reference = build_plan("leace", src, None, stats("neutral", [0, 1, 2], 0))
+    for key, m in plan.maps.items():
+        assert m.u.device.type == "cpu"
+        torch.testing.assert_close(m.u, reference.maps[key].u)
+        torch.testing.assert_close(m.v, reference.maps[key].v)

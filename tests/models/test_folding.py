@@ -104,3 +104,25 @@ def test_what_cannot_be_folded_is_refused(tiny_cache):
     unfold(handle)
     unfold(handle)  # idempotent
     assert tm.hook_residue(model) == []
+
+
+def test_folding_adds_a_bias_only_where_the_map_has_an_offset(tiny_cache):
+    model, tok = tm.load_lm("llama", tiny_cache)  # o_proj has no bias
+    enc = tok(["what is a red cat"], return_tensors="pt")
+    sites = find_sites(model)
+    layers = [m for n, m in model.named_modules() if n.endswith("self_attn.o_proj")]
+    assert layers and all(m.bias is None for m in layers)
+    cases = {"casteer": dict(clip=False), "leace zero_mu": dict(zero_mu=True), "leace": {}}
+    for case, fit in cases.items():
+        plan = tm.random_plan(sites, case.split()[0], **fit)
+        with torch.no_grad(), attach_steering(model, plan, 2.0):
+            hooked = model(**enc).logits
+        with torch.no_grad(), folded(model, plan, 2.0):
+            biases = [m.bias for m in layers]
+            fast = model(**enc).logits
+        torch.testing.assert_close(fast, hooked, atol=1e-5, rtol=1e-5)
+        if case == "leace":  # μ ≠ 0: the offset β·u·vᵀμ must go somewhere
+            assert all(b is not None and b.abs().max() > 0 for b in biases)
+        else:
+            assert all(b is None for b in biases), case
+        assert all(m.bias is None for m in layers)
