@@ -59,6 +59,8 @@ def save_stats(stats: ActivationStats, path: str | os.PathLike) -> None:
     """Write `stats` to `path` (safetensors, float64, on the CPU), atomically."""
     tensors = {}
     for (step, site), m in sorted(stats.moments.items()):
+        _check_values(path, step, site, m, "the activations were not finite (a float16 overflow? try "
+                      "dtype float32); nothing was written")
         tensors[_name(step, site, "n")] = torch.tensor(m.n, dtype=torch.int64)
         tensors[_name(step, site, "mean")] = m.mean.detach().to("cpu", torch.float64).contiguous()
         if m.track_cov:
@@ -129,6 +131,7 @@ def load_stats(path: str | os.PathLike, *, kind: str | None = None, expect_sites
                     if m.mean.shape != (dim,) or (m.track_cov and m.scatter.shape != (dim, dim)):
                         raise FileFormatError(f"{path}: tensors of site '{site}' step {step} do not match "
                                               f"its declared dimension {dim}")
+                    _check_values(path, step, site, m)
                     stats.moments[(step, site)] = m
     except FileFormatError:
         raise
@@ -136,6 +139,20 @@ def load_stats(path: str | os.PathLike, *, kind: str | None = None, expect_sites
         raise FileFormatError(f"{path}: corrupt tensor data ({str(e).splitlines()[0]}); "
                               "delete it and rerun the step that writes it") from None
     return stats
+
+
+def _check_values(path, step: int, site: str, m: Moments, fix: str = "delete the file and rerun the step "
+                  "that writes it") -> None:
+    """NaN/inf (or a negative count) would give NaN images or an eigh failure later: name the tensor. Checked
+    both before writing (so non-finite activations stop the job that saw them) and after reading."""
+    if m.n < 0:
+        raise FileFormatError(f"{path}: tensor '{_name(step, site, 'n')}' is a negative sample count ({m.n}); {fix}")
+    tensors = [("mean", m.mean)] + ([("scatter", m.scatter)] if m.track_cov else [])
+    for what, t in tensors:
+        bad = ~torch.isfinite(t) if t is not None else torch.zeros(1, dtype=torch.bool)
+        if bad.any():
+            raise FileFormatError(f"{path}: tensor '{_name(step, site, what)}' has {int(bad.sum())} non-finite "
+                                  f"entries (NaN/inf) of {t.numel()}; {fix}")
 
 
 def merge_stats_files(paths) -> ActivationStats:
