@@ -86,7 +86,7 @@ def _describe(e: jsonschema.ValidationError) -> str:
         msg = "expected a list of prompts, {file: path} or {generator: testbed-shapes|testbed-topics}"
     elif e.validator == "enum":
         msg = f"{e.instance!r} is not allowed; choose one of {', '.join(map(str, e.validator_value))}"
-    elif e.validator == "pattern":
+    elif e.validator == "pattern" and e.validator_value == NAME.pattern:
         msg = f"{e.instance!r} may contain only letters, digits and _"
     else:
         msg = e.message
