@@ -78,7 +78,12 @@ def _parse_file(path: Path) -> list[str]:
         return [r[col] for r in rows if r[col]]
     if suffix in (".json", ".jsonl"):
         text = path.read_text(encoding="utf-8")
-        items = [json.loads(ln) for ln in text.splitlines() if ln.strip()] if suffix == ".jsonl" else json.loads(text)
+        items = json.loads(text) if suffix == ".json" else []
+        for number, line in enumerate(text.splitlines() if suffix == ".jsonl" else [], 1):
+            try:
+                items += [json.loads(line)] if line.strip() else []
+            except json.JSONDecodeError as e:  # the file's line, not the line within one record
+                raise ConfigError(f"corpus file {path}: line {number}, column {e.colno}: not valid JSON ({e.msg})") from None
         return [it if isinstance(it, str) else _alpaca_text(it) for it in items]
     if suffix == ".parquet":
         return _parquet_column([path], ("caption", "text", "prompt"))

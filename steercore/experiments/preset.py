@@ -97,7 +97,9 @@ def config_errors(data: dict, schema: dict) -> list[str]:
     """Every mistake of `data` against `schema` (and every non-finite number), one line each, in key order;
     fills defaults in place."""
     errors = sorted(_Validator(schema).iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
-    return _non_finite(data) + [_describe(e) for e in errors]
+    non_finite = _non_finite(data)
+    said = {m.split(": ")[0] for m in non_finite}  # one line per mistake: not also "nan is not an integer"
+    return non_finite + [d for d in map(_describe, errors) if d.split(": ")[0] not in said]
 
 
 def validate(data: dict, schema: dict, where: str) -> dict:

@@ -64,8 +64,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         if not _is_official(path):
-            raise FileFormatError(f"{path}: checkpoint holds more than tensors and its SHA-256 is not that of a "
-                                  "listed official Detoxify checkpoint; refusing to unpickle it (re-save it as "
+            raise FileFormatError(f"{path}: torch.load(weights_only=True) cannot read it (it pickles more than "
+                                  "tensors and plain containers, or is no checkpoint) and its SHA-256 is not that of "
+                                  "a listed official Detoxify checkpoint; refusing to unpickle it (re-save it as "
                                   "{'config': ..., 'state_dict': ...} of plain types and tensors)") from None
         ckpt = torch.load(path, map_location="cpu", weights_only=False)  # content verified: the official file
     except (OSError, RuntimeError, EOFError, ValueError) as e:
