@@ -8,8 +8,10 @@ steps, aggregation, samples, source, concept, steercore version, extra (JSON).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from steercore import __version__
-from steercore.core.errors import FileFormatError, ShapeMismatchError
+from steercore.core.errors import DiskFullError, FileFormatError, ShapeMismatchError
 from steercore.core.stats import ActivationStats, Moments
 
 FORMAT = "steercore.core.stats/1"
@@ -33,17 +35,39 @@ def atomic_path(path: str | os.PathLike, suffix: str = ""):
     Readers therefore see either the old file or the complete new one, never a truncated one.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix, dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix, dir=path.parent)
+    except OSError as e:
+        raise _disk_error(path, e) or e
     os.close(fd)
     try:
         yield Path(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        full = _disk_error(path, e) if isinstance(e, Exception) else None
+        if full is not None:
+            raise full from None
         raise
+
+
+# A full disk, a file-size limit or a quota: the user frees space and reruns; the old file (if any) is intact.
+_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
+def _disk_error(path: Path, e: Exception) -> "DiskFullError | None":
+    """A DiskFullError for an OSError, or a writer's own error that wraps one (safetensors says "os error 28")."""
+    code = getattr(e, "errno", None)
+    if code is None:
+        m = re.search(r"os error (\d+)", str(e))
+        code = int(m.group(1)) if m else None
+    if code not in _FULL:
+        return None
+    return DiskFullError(f"{path}: cannot write it ({os.strerror(code)}); nothing was written, free space "
+                         "and rerun the same command")
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
