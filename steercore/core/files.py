@@ -101,6 +101,21 @@ def save_stats(stats: ActivationStats, path: str | os.PathLike) -> None:
     meta.update({k: str(stats.meta[k]) for k in _META_KEYS if k in stats.meta})
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
+        _canonical_header(tmp)
+
+
+def _canonical_header(path: Path) -> None:
+    """Rewrite a safetensors header with sorted keys, in place. safetensors serialises the metadata from a
+    hash map, so the same statistics would otherwise give different bytes in every process, and a rerun
+    after an interruption could not be byte-identical to an uninterrupted run."""
+    with open(path, "r+b") as f:
+        n = int.from_bytes(f.read(8), "little")  # header length; the header is JSON padded with spaces
+        header = json.loads(f.read(n))
+        text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+        if len(text) > n:  # cannot happen for the same content; keep the library's bytes if it ever does
+            return
+        f.seek(8)
+        f.write(text.ljust(n, b" "))
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
