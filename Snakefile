@@ -1,7 +1,9 @@
 # Steerflow: cov -> vectors -> generate -> score -> pareto over models x concepts x methods x strengths.
 # `snakemake --cores 2` runs the testbed experiments listed in config/config.yaml; any experiment's figure is
 # `snakemake --cores 1 results/pareto/<experiment>.pdf`. See README.md.
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
+
+from steercore.experiments.workflow_config import check_config
 
 min_version("9.0")
 
@@ -9,7 +11,7 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-validate(config, "config/schema.yaml")
+check_config(config)
 
 
 include: "rules/common.smk"

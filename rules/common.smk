@@ -40,13 +40,10 @@ wildcard_constraints:
 
 
 def _load_all():
+    from steercore.experiments.workflow_config import load_presets
+
     try:
-        exps = {name: load_experiment(name) for name in list_experiments()}
-        missing = [e for e in config["experiments"] if e not in exps]
-        if missing:
-            raise SteerError(f"config/config.yaml: experiments: unknown experiment '{missing[0]}'; "
-                             f"presets: {', '.join(exps)}")
-        return exps
+        return load_presets(config["experiments"])
     except SteerError as e:
         sys.exit(f"Steerflow config error: {e}")
 

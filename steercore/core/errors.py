@@ -22,3 +22,7 @@ class ShapeMismatchError(SteerError):
 
 class MissingWeightsError(SteerError):
     """Model or scorer weights are neither cached locally nor downloadable (offline)."""
+
+
+class DiskFullError(SteerError):
+    """A write ran out of space (full disk, quota, file-size limit); nothing partial was left behind."""

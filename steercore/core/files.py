@@ -8,8 +8,10 @@ steps, aggregation, samples, source, concept, steercore version, extra (JSON).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from steercore.core import __version__
-from steercore.core.errors import FileFormatError, ShapeMismatchError
+from steercore.core.errors import DiskFullError, FileFormatError, ShapeMismatchError
 from steercore.core.stats import ActivationStats, Moments
 
 FORMAT = "steercore.core.stats/1"
@@ -33,17 +35,39 @@ def atomic_path(path: str | os.PathLike, suffix: str = ""):
     Readers therefore see either the old file or the complete new one, never a truncated one.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix, dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix, dir=path.parent)
+    except OSError as e:
+        raise _disk_error(path, e) or e
     os.close(fd)
     try:
         yield Path(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        full = _disk_error(path, e) if isinstance(e, Exception) else None
+        if full is not None:
+            raise full from None
         raise
+
+
+# A full disk, a file-size limit or a quota: the user frees space and reruns; the old file (if any) is intact.
+_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
+def _disk_error(path: Path, e: Exception) -> "DiskFullError | None":
+    """A DiskFullError for an OSError, or a writer's own error that wraps one (safetensors says "os error 28")."""
+    code = getattr(e, "errno", None)
+    if code is None:
+        m = re.search(r"os error (\d+)", str(e))
+        code = int(m.group(1)) if m else None
+    if code not in _FULL:
+        return None
+    return DiskFullError(f"{path}: cannot write it ({os.strerror(code)}); nothing was written, free space "
+                         "and rerun the same command")
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
@@ -59,6 +83,8 @@ def save_stats(stats: ActivationStats, path: str | os.PathLike) -> None:
     """Write `stats` to `path` (safetensors, float64, on the CPU), atomically."""
     tensors = {}
     for (step, site), m in sorted(stats.moments.items()):
+        _check_values(path, step, site, m, "the activations were not finite (a float16 overflow? try "
+                      "dtype float32); nothing was written")
         tensors[_name(step, site, "n")] = torch.tensor(m.n, dtype=torch.int64)
         tensors[_name(step, site, "mean")] = m.mean.detach().to("cpu", torch.float64).contiguous()
         if m.track_cov:
@@ -75,6 +101,21 @@ def save_stats(stats: ActivationStats, path: str | os.PathLike) -> None:
     meta.update({k: str(stats.meta[k]) for k in _META_KEYS if k in stats.meta})
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
+        _canonical_header(tmp)
+
+
+def _canonical_header(path: Path) -> None:
+    """Rewrite a safetensors header with sorted keys, in place. safetensors serialises the metadata from a
+    hash map, so the same statistics would otherwise give different bytes in every process, and a rerun
+    after an interruption could not be byte-identical to an uninterrupted run."""
+    with open(path, "r+b") as f:
+        n = int.from_bytes(f.read(8), "little")  # header length; the header is JSON padded with spaces
+        header = json.loads(f.read(n))
+        text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+        if len(text) > n:  # cannot happen for the same content; keep the library's bytes if it ever does
+            return
+        f.seek(8)
+        f.write(text.ljust(n, b" "))
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
@@ -129,6 +170,7 @@ def load_stats(path: str | os.PathLike, *, kind: str | None = None, expect_sites
                     if m.mean.shape != (dim,) or (m.track_cov and m.scatter.shape != (dim, dim)):
                         raise FileFormatError(f"{path}: tensors of site '{site}' step {step} do not match "
                                               f"its declared dimension {dim}")
+                    _check_values(path, step, site, m)
                     stats.moments[(step, site)] = m
     except FileFormatError:
         raise
@@ -136,6 +178,20 @@ def load_stats(path: str | os.PathLike, *, kind: str | None = None, expect_sites
         raise FileFormatError(f"{path}: corrupt tensor data ({str(e).splitlines()[0]}); "
                               "delete it and rerun the step that writes it") from None
     return stats
+
+
+def _check_values(path, step: int, site: str, m: Moments, fix: str = "delete the file and rerun the step "
+                  "that writes it") -> None:
+    """NaN/inf (or a negative count) would give NaN images or an eigh failure later: name the tensor. Checked
+    both before writing (so non-finite activations stop the job that saw them) and after reading."""
+    if m.n < 0:
+        raise FileFormatError(f"{path}: tensor '{_name(step, site, 'n')}' is a negative sample count ({m.n}); {fix}")
+    tensors = [("mean", m.mean)] + ([("scatter", m.scatter)] if m.track_cov else [])
+    for what, t in tensors:
+        bad = ~torch.isfinite(t) if t is not None else torch.zeros(1, dtype=torch.bool)
+        if bad.any():
+            raise FileFormatError(f"{path}: tensor '{_name(step, site, what)}' has {int(bad.sum())} non-finite "
+                                  f"entries (NaN/inf) of {t.numel()}; {fix}")
 
 
 def merge_stats_files(paths) -> ActivationStats:

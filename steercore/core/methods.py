@@ -18,6 +18,7 @@ the two coincide.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence, Union
 
@@ -25,15 +26,23 @@ import torch
 from torch import Tensor
 
 from steercore.core.errors import ConfigError, ShapeMismatchError
-from steercore.core.linalg import psd_sqrt_pair
+from steercore.core.linalg import RTOL, check_finite, psd_sqrt_pair
 
 Strength = Union[float, Tensor]  # a scalar, or one strength per sample [B]
 
 
 def check_strength(strength: Strength) -> None:
-    """Reject negative (or non-finite) strengths with one line. Tensors are read once, here, not per call."""
-    values = strength.detach().flatten().tolist() if isinstance(strength, Tensor) else [float(strength)]
-    bad = [v for v in values if not (v >= 0 and v != float("inf"))]
+    """Reject non-numeric, negative or non-finite strengths with one line. Tensors are read once, here, not per call."""
+    if isinstance(strength, Tensor):
+        if strength.is_complex() or strength.dtype == torch.bool:
+            raise ConfigError(f"steering strength must be a real number or a float tensor, got a {strength.dtype} tensor")
+        values = strength.detach().flatten().tolist()
+    elif isinstance(strength, (int, float)) and not isinstance(strength, bool):
+        values = [float(strength)]
+    else:
+        raise ConfigError(f"steering strength must be a number >= 0 (a float or a tensor [B]), "
+                          f"got {type(strength).__name__} {strength!r}")
+    bad = [v for v in values if not (v >= 0 and math.isfinite(v))]
     if bad:
         raise ConfigError(f"steering strength must be a finite number >= 0, got {bad[0]}")
 
@@ -188,17 +197,44 @@ SteeringMap = Union[RankOneEdit, AddVector, Sequential]
 
 
 def _vec(name: str, t: Tensor, dim: int | None = None) -> Tensor:
+    if isinstance(t, (str, bytes)) or t is None:
+        raise ConfigError(f"{name} must be a float tensor [D], got {type(t).__name__}")
     t = torch.as_tensor(t).detach().to(torch.float64).reshape(-1).clone()  # a copy: inputs are never mutated
     if dim is not None and t.shape[0] != dim:
         raise ShapeMismatchError(f"{name} has D={t.shape[0]}, expected D={dim}")
+    check_finite(name, t)
     return t
 
 
-def _unit(name: str, d: Tensor) -> Tensor:
-    n = d.norm()
-    if not n > 0:
-        raise ConfigError(f"{name} is the zero vector: source and target means coincide, nothing to steer")
-    return d / n
+# One rule for every method: two means whose distance is at most RTOL of their size are the same point (an
+# exact test lets round-off through and yields maps with ‖v‖ ~ 1e15), and a whitened direction must keep
+# more than RTOL of its length inside the support of Σ.
+
+
+def _check_distinct(method: str, a: Tensor, a_name: str, b: Tensor | None, b_name: str) -> None:
+    """Refuse a == b (b None: a == 0) relative to their size, naming both."""
+    if b is None:
+        if not a.norm() > 0:
+            raise ConfigError(f"{method}: the {a_name} is the zero vector, so the steering direction is zero; "
+                              "nothing to steer along")
+        return
+    gap, scale = (a - b).norm(), torch.maximum(a.norm(), b.norm())
+    if not gap > RTOL * scale:
+        raise ConfigError(f"{method}: the {a_name} and the {b_name} are identical (distance {gap:.3g} at norm "
+                          f"{scale:.3g}), so the steering direction is zero (the zero vector); use two different concepts")
+
+
+def _check_support(method: str, d: Tensor, name: str, root: Tensor, inv_root: Tensor) -> None:
+    """Refuse a direction d [D] that (numerically) lies in the null space of Σ: Σ cannot whiten it."""
+    inside = (root @ (inv_root @ d)).norm()  # ‖P d‖, P = Σ^{1/2}Σ^{-1/2} the projector onto the support
+    if not inside > RTOL * d.norm():
+        raise ConfigError(f"{method}: the {name} direction lies outside the support of Σ (only {inside / d.norm():.1e} "
+                          "of it is inside): the neutral samples never vary along it; collect neutral statistics "
+                          "that cover the concepts, or use identity_cov: true")
+
+
+def _unit(d: Tensor) -> Tensor:
+    return d / d.norm()  # d ≠ 0: checked by _check_distinct
 
 
 def _whitening(sigma: Tensor | None, dim: int) -> tuple[Tensor, Tensor]:
@@ -206,6 +242,8 @@ def _whitening(sigma: Tensor | None, dim: int) -> tuple[Tensor, Tensor]:
     if sigma is None:
         eye = torch.eye(dim, dtype=torch.float64)
         return eye, eye
+    if isinstance(sigma, (str, bytes)):
+        raise ConfigError(f"covariance Σ must be a float tensor [D, D], got {type(sigma).__name__}")
     sigma = torch.as_tensor(sigma).detach().to(torch.float64)
     if sigma.shape != (dim, dim):
         raise ShapeMismatchError(f"covariance is {list(sigma.shape)}, expected [{dim}, {dim}]")
@@ -218,14 +256,17 @@ def _fit_affine(method, source, target, mu, sigma, *, clip, renormalize) -> Rank
     mu = _vec("neutral mean", mu, D)
     t = mu.clone() if target is None else _vec("target mean", target, D)  # erasure: the target is μ
     root, inv_root = _whitening(sigma, D)  # Σ^{1/2}, Σ^{-1/2}  [D, D]
+    t_name = "neutral mean μ" if target is None else "target mean"
+    _check_distinct(method, s, "source mean", t, t_name)
+    _check_support(method, s - t, "source−target", root, inv_root)
+    if method == "midsteer" and target is not None:  # c reads along s̃: s must differ from μ too
+        _check_distinct(method, s, "source mean", mu, "neutral mean μ")
+        _check_support(method, s - mu, "source−μ", root, inv_root)
     s_w = inv_root @ (s - mu)  # s̃ [D]
     t_w = inv_root @ (t - mu)  # t̃ [D]
     d_w = s_w - t_w  # d̃ [D]
     w = d_w if method == "leace" else s_w  # the whitened direction c reads along
     ww = w @ w
-    if not ww > 0:
-        raise ConfigError(f"{method}: the whitened {'source−target' if method == 'leace' else 'source−μ'} "
-                          "direction is zero (the means coincide, or lie outside the support of Σ)")
     u = root @ d_w  # u = Σ^{1/2} d̃  [D]
     v = inv_root @ w / ww  # vᵀ = wᵀΣ^{-1/2}/‖w‖²  [D]
     return RankOneEdit(u=u, v=v, mu=mu, clip=clip, renormalize=renormalize, method=method)
@@ -244,16 +285,19 @@ def fit_midsteer(source, mu, sigma, target=None, *, clip=False, renormalize=Fals
 def fit_casteer_remove(source, target=None, *, clip=True, renormalize=False) -> RankOneEdit:
     """CASteer remove along v̂ = unit(s − t) (erasure without target: v̂ = unit(s))."""
     s = _vec("source mean", source)
-    d = s if target is None else s - _vec("target mean", target, s.shape[0])
-    v_hat = _unit("casteer direction", d)
+    t = None if target is None else _vec("target mean", target, s.shape[0])
+    _check_distinct("casteer", s, "source mean", t, "target mean")
+    v_hat = _unit(s if t is None else s - t)
     return RankOneEdit(u=v_hat, v=v_hat.clone(), mu=None, clip=clip, renormalize=renormalize, method="casteer")
 
 
 def fit_casteer_add(positive, negative=None, *, renormalize=True, scale_by_norm=False) -> AddVector:
     """CASteer add towards `positive` (away from `negative`): v̂ = unit(pos − neg); raw v when `scale_by_norm`."""
     p = _vec("positive mean", positive)
-    d = p if negative is None else p - _vec("negative mean", negative, p.shape[0])
-    v = d if scale_by_norm else _unit("casteer_add direction", d)
+    n = None if negative is None else _vec("negative mean", negative, p.shape[0])
+    _check_distinct("casteer_add", p, "positive mean", n, "negative mean")
+    d = p if n is None else p - n
+    v = d if scale_by_norm else _unit(d)
     return AddVector(v=v, renormalize=renormalize, scale_by_norm=scale_by_norm)
 
 

@@ -48,22 +48,42 @@ def _alpaca_text(rec: dict) -> str:
     return chat_record(question, rec.get("output", ""))
 
 
-def _from_file(path: Path) -> list[str]:
+def read_corpus_file(path: Path) -> list[str]:
+    """The texts of a corpus file; a missing, non-UTF-8, malformed or empty file is one ConfigError naming it."""
     if not path.is_file():
         raise ConfigError(f"corpus file {path} does not exist")
+    try:
+        texts = _parse_file(path)
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"corpus file {path} is not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"corpus file {path}: line {e.lineno}, column {e.colno}: not valid JSON ({e.msg})") from None
+    except (KeyError, TypeError) as e:
+        raise ConfigError(f"corpus file {path}: records need 'instruction' (and 'output') or are strings ({e})") from None
+    if not texts:
+        raise ConfigError(f"corpus file {path} holds no texts")
+    return texts
+
+
+def _parse_file(path: Path) -> list[str]:
     suffix = path.suffix.lower()
     if suffix == ".txt":
-        return [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+        return [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
     if suffix in (".csv", ".tsv"):
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ","))
         col = next((c for c in ("prompt", "caption", "text") if rows and c in rows[0]), None)
         if col is None:
             raise ConfigError(f"{path}: needs a column named prompt, caption or text")
         return [r[col] for r in rows if r[col]]
     if suffix in (".json", ".jsonl"):
-        text = path.read_text()
-        items = [json.loads(ln) for ln in text.splitlines() if ln.strip()] if suffix == ".jsonl" else json.loads(text)
+        text = path.read_text(encoding="utf-8")
+        items = json.loads(text) if suffix == ".json" else []
+        for number, line in enumerate(text.splitlines() if suffix == ".jsonl" else [], 1):
+            try:
+                items += [json.loads(line)] if line.strip() else []
+            except json.JSONDecodeError as e:  # the file's line, not the line within one record
+                raise ConfigError(f"corpus file {path}: line {number}, column {e.colno}: not valid JSON ({e.msg})") from None
         return [it if isinstance(it, str) else _alpaca_text(it) for it in items]
     if suffix == ".parquet":
         return _parquet_column([path], ("caption", "text", "prompt"))
@@ -88,7 +108,7 @@ def neutral_texts(corpus: str, n: int, seed: int = 0, *, shard: int = 0, shards:
 
         texts = [_alpaca_text(r) for f in _hub_dataset_file(*ALPACA) for r in pq.read_table(f).to_pylist()]
     elif corpus.startswith("file:"):
-        texts = _from_file((root or Path.cwd()) / corpus[5:])
+        texts = read_corpus_file((root or Path.cwd()) / corpus[5:])
     elif corpus == "coco":
         raise ConfigError("cov.corpus 'coco' needs a local caption file: set cov.corpus: file:<path to coco_30k.csv>")
     else:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -66,19 +68,45 @@ def _extend_with_defaults(cls):
 _Validator = _extend_with_defaults(jsonschema.Draft202012Validator)
 
 
+def _non_finite(data, path=()) -> list[str]:
+    """Keys whose value is a NaN or ±inf float (YAML .nan/.inf): a JSON schema's `minimum` lets them through."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return [f"{'.'.join(map(str, path)) or '(top level)'}: {data} is not a finite number"]
+    if isinstance(data, dict):
+        return [m for k, v in data.items() for m in _non_finite(v, (*path, k))]
+    if isinstance(data, list):
+        return [m for i, v in enumerate(data) for m in _non_finite(v, (*path, i))]
+    return []
+
+
+def _describe(e: jsonschema.ValidationError) -> str:
+    """One line for one schema error: the key, then what is wrong in plain words (no schema dump)."""
+    key = ".".join(str(p) for p in e.absolute_path) or "(top level)"
+    if e.validator == "oneOf" and isinstance(e.instance, dict):
+        msg = "expected a list of prompts, {file: path} or {generator: testbed-shapes|testbed-topics}"
+    elif e.validator == "enum":
+        msg = f"{e.instance!r} is not allowed; choose one of {', '.join(map(str, e.validator_value))}"
+    elif e.validator == "pattern" and e.validator_value == NAME.pattern:
+        msg = f"{e.instance!r} may contain only letters, digits and _"
+    else:
+        msg = e.message
+    return f"{key}: {' '.join(str(msg).split())[:300]}"
+
+
+def config_errors(data: dict, schema: dict) -> list[str]:
+    """Every mistake of `data` against `schema` (and every non-finite number), one line each, in key order;
+    fills defaults in place."""
+    errors = sorted(_Validator(schema).iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
+    non_finite = _non_finite(data)
+    said = {m.split(": ")[0] for m in non_finite}  # one line per mistake: not also "nan is not an integer"
+    return non_finite + [d for d in map(_describe, errors) if d.split(": ")[0] not in said]
+
+
 def validate(data: dict, schema: dict, where: str) -> dict:
-    """Validate `data` against `schema`, filling defaults in place; raise one ConfigError line."""
-    errors = sorted(_Validator(schema).iter_errors(data), key=lambda e: list(e.absolute_path))
+    """Validate `data` against `schema`, filling defaults in place; raise one ConfigError line (the first mistake)."""
+    errors = config_errors(data, schema)
     if errors:
-        e = errors[0]
-        key = ".".join(str(p) for p in e.absolute_path) or "(top level)"
-        if e.validator == "oneOf" and isinstance(e.instance, dict):
-            msg = "expected a list of prompts, {file: path} or {generator: testbed-shapes|testbed-topics}"
-        elif e.validator == "enum":
-            msg = f"{e.instance!r} is not allowed; choose one of {', '.join(map(str, e.validator_value))}"
-        else:
-            msg = e.message
-        raise ConfigError(f"{where}: {key}: {msg}")
+        raise ConfigError(f"{where}: {errors[0]}")
     return data
 
 
@@ -307,8 +335,22 @@ def experiment_path(name: str, root: Path = ROOT) -> Path:
     return root / "config" / "experiments" / f"{name}.yaml"
 
 
+NAME = re.compile(r"^[A-Za-z0-9_]+$")  # experiment names become wildcards, paths and job arguments
+
+
+def check_name(name: str, where: str) -> str:
+    if not NAME.match(name):
+        raise ConfigError(f"{where}: experiment name {name!r} may contain only letters, digits and _ "
+                          "(no spaces, hyphens or dots); rename the file")
+    return name
+
+
 def list_experiments(root: Path = ROOT) -> list[str]:
-    return sorted(p.stem for p in (root / "config" / "experiments").glob("*.yaml"))
+    """The preset names in config/experiments/; a file whose name cannot be a preset name stops here."""
+    folder = root / "config" / "experiments"
+    for p in sorted(folder.glob("*.yml")):
+        raise ConfigError(f"config/experiments/{p.name}: presets end in .yaml; rename it to {p.stem}.yaml")
+    return sorted(check_name(p.stem, f"config/experiments/{p.name}") for p in folder.glob("*.yaml"))
 
 
 def load_experiment(name_or_path: str | Path, root: Path = ROOT) -> Experiment:
@@ -319,16 +361,32 @@ def load_experiment(name_or_path: str | Path, root: Path = ROOT) -> Experiment:
         if not path.is_file():
             raise ConfigError(f"unknown experiment '{name_or_path}'; presets: {', '.join(list_experiments(root))}")
     where = str(path.relative_to(root)) if path.is_absolute() and path.is_relative_to(root) else str(path)
-    try:
-        cfg = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"{where}: cannot read it as YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"{where}: expected a mapping of keys, got {type(cfg).__name__}")
+    check_name(path.stem, where)
+    cfg = read_yaml(path, where)
     validate(cfg, schema(), where)
     exp = Experiment(path.stem, cfg)
     _check_semantics(exp, where, root)
     return exp
+
+
+def read_yaml(path: Path, where: str) -> dict:
+    """A YAML mapping, or one ConfigError line with the line and column of a syntax error."""
+    try:
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(f"{where}: {at}not valid YAML ({e.problem or e.context})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{where}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"{where}: cannot read it as YAML ({(str(e).splitlines() or [type(e).__name__])[0]})") from None
+    if cfg is None:
+        raise ConfigError(f"{where}: the file is empty; an experiment needs at least model, kind, source, "
+                          "methods, strengths and prompts")
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys, got {type(cfg).__name__}")
+    return cfg
 
 
 def _check_semantics(exp: Experiment, where: str, root: Path) -> None:
@@ -353,6 +411,9 @@ def _check_semantics(exp: Experiment, where: str, root: Path) -> None:
                               "it must have generated exactly what this experiment scores")
     if cfg["kind"] == "switch" and not cfg["target"]:
         raise ConfigError(f"{where}: target: a switch experiment needs a target concept")
+    if cfg["target"] is not None and (cfg["target"] == cfg["source"] or exp.word(cfg["target"]) == exp.word(cfg["source"])):
+        raise ConfigError(f"{where}: target: '{cfg['target']}' is the source concept too; steering a concept "
+                          "onto itself does nothing; choose another target")
     if cfg["kind"] == "erase" and cfg["target"]:
         raise ConfigError(f"{where}: target: an erase experiment has no target (it steers towards the neutral mean)")
     if cfg["kind"] == "erase":
@@ -367,13 +428,43 @@ def _check_semantics(exp: Experiment, where: str, root: Path) -> None:
             **{f"prompts.{group}.{k}": v for group in ("unrelated", "extra")
                for k, v in cfg["prompts"].get(group, {}).items()}}
     for key, spec in sets.items():
-        if isinstance(spec, dict) and "file" in spec and not (root / spec["file"]).is_file():
-            raise ConfigError(f"{where}: {key}: prompt file '{spec['file']}' does not exist")
+        if isinstance(spec, dict) and "file" in spec:
+            from steercore.experiments.promptsets import read_lines
+
+            read_lines(root / spec["file"], f"{where}: {key}: prompt file '{spec['file']}'")
+    _check_scorers(exp, where)
     corpus = exp.corpus
-    if corpus.startswith("file:") and not (root / corpus[5:]).is_file():
-        raise ConfigError(f"{where}: cov.corpus: corpus file '{corpus[5:]}' does not exist")
+    if corpus.startswith("file:") and exp.needs_cov:
+        from steercore.experiments.corpora import read_corpus_file
+
+        if not (root / corpus[5:]).is_file():
+            raise ConfigError(f"{where}: cov.corpus: corpus file '{corpus[5:]}' does not exist")
+        try:
+            n = len(read_corpus_file(root / corpus[5:]))
+        except ConfigError as e:
+            raise ConfigError(f"{where}: cov.corpus: {e}") from None
+        if n < cfg["cov"]["samples"]:
+            raise ConfigError(f"{where}: cov.samples: {cfg['cov']['samples']} asked for but corpus file "
+                              f"'{corpus[5:]}' holds {n} texts; lower cov.samples or add texts")
     if cfg["model"] in TESTBED_DEFAULTS:
         _check_testbed_concepts(exp, where)
+
+
+def _check_scorers(exp: Experiment, where: str) -> None:
+    """A concept scorer reads what the model makes: images for a t2i model, text for an LM."""
+    from steercore.scorers.registry import CONCEPT_SCORERS
+
+    makes = {"t2i": "image", "lm": "text"}[exp.model_kind]
+    for concept in exp.test_concepts:
+        name = exp.concept_scorer_for(concept)
+        if CONCEPT_SCORERS[name].outputs != makes:
+            fits = [n for n, sc in CONCEPT_SCORERS.items() if sc.outputs == makes]
+            raise ConfigError(f"{where}: scorers.concept: '{name}' scores {CONCEPT_SCORERS[name].outputs}s but "
+                              f"{exp['model']} makes {makes}s; choose one of {', '.join(fits)} (or auto)")
+    pres = {"t2i": ("fid", "kid"), "lm": ("consistency", "bertscore")}[exp.model_kind]
+    if exp.preservation not in pres:
+        raise ConfigError(f"{where}: scorers.preservation: '{exp.preservation}' does not measure {makes}s; "
+                          f"choose one of {', '.join(pres)} (or auto)")
 
 
 def _check_testbed_concepts(exp: Experiment, where: str) -> None:

@@ -13,9 +13,22 @@ from steercore.core.errors import ConfigError
 from steercore.experiments.preset import ROOT, Experiment
 
 
-def read_lines(path: Path) -> list[str]:
-    lines = [ln.strip() for ln in path.read_text().splitlines()]
-    return [ln for ln in lines if ln and not ln.startswith("#")]
+def read_lines(path: Path, what: str | None = None) -> list[str]:
+    """The prompts of a prompt file: its non-blank lines that are not "#" comments. A missing, non-UTF-8,
+    empty or comment-only file is one ConfigError naming it (`what`, default the path)."""
+    what = what or f"prompt file {path}"
+    if not path.is_file():
+        raise ConfigError(f"{what} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        raise ConfigError(f"{what} is not UTF-8 text (line {line}, byte {e.start}); save it as UTF-8") from None
+    lines = [ln.strip() for ln in text.splitlines()]
+    prompts = [ln for ln in lines if ln and not ln.startswith("#")]
+    if not prompts:
+        raise ConfigError(f"{what} holds no prompts (only blank or # comment lines); add one prompt per line")
+    return prompts
 
 
 def resolve(spec, concept: str, word: str, *, seed: int = 0, root: Path = ROOT) -> list[str]:

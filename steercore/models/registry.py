@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -142,16 +143,24 @@ def load_model(name_or_path: str, *, device: str | torch.device | None = None, d
     """Load a registry model, a Hub id or a local folder, in eval mode.
 
     Returns a diffusers pipeline ('t2i') or (model, tokenizer) ('lm'). device defaults to CUDA when present;
-    dtype defaults to the spec's, except on CPU where half precision falls back to float32.
+    dtype defaults to the spec's, except on CPU where half precision falls back to float32. A model other
+    than the testbed refuses the CPU unless device is an explicit 'cpu' (a `JobDevice` from device: auto
+    that found no GPU is not). Logs model, revision, dtype, device and GPU name to stderr (the job log).
     """
     spec = resolve_spec(name_or_path, local_dir)
     if Path(str(name_or_path)).is_dir() and str(name_or_path) not in MODELS:
         local_dir = Path(str(name_or_path))
-    source = resolve_weights(spec, local_dir)
+    source = resolve_weights(spec, local_dir)  # never downloads: missing weights offline fail here, at once
+    requested = "auto" if device is None else getattr(device, "requested", str(device))
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cpu" and spec.local is None and requested != "cpu":
+        raise ConfigError(f"model {spec.key} would run on the CPU (device: {requested}, no GPU visible), which "
+                          "takes days to weeks; run it on a GPU machine, or set device: cpu in "
+                          "config/config.yaml (device='cpu' in Python) to mean it")
     if dtype is None:
         dtype = spec.dtype if device.type != "cpu" else "float32"
     torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    _log_start(spec, source, torch_dtype, device)
     cls = _import(spec.cls)
     if spec.kind == "t2i":
         variant = _variant_present(source, spec.variant)
@@ -167,6 +176,30 @@ def load_model(name_or_path: str, *, device: str | torch.device | None = None, d
     model = cls.from_pretrained(source, dtype=torch_dtype, **spec.load_kwargs).to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(source)
     return model, tokenizer
+
+
+def _revision(source: str) -> str:
+    """The weights' revision: the Hub commit of a cached snapshot, the commit recorded by train_testbed, or
+    'local' for any other folder."""
+    path = Path(source)
+    if path.parent.name == "snapshots":
+        return path.name
+    meta = path / "testbed_meta.json"
+    if path.is_dir() and meta.is_file():
+        import json
+
+        try:
+            return "testbed@" + str(json.loads(meta.read_text()).get("git_commit", "unknown"))[:12]
+        except (ValueError, AttributeError):
+            return "local"
+    return "local" if path.is_dir() else "main"
+
+
+def _log_start(spec: ModelSpec, source: str, dtype: torch.dtype, device: torch.device) -> None:
+    """One line at the start of every model job's log: what runs, from which weights, where."""
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "none"
+    print(f"model {spec.key}: revision {_revision(source)}, dtype {str(dtype).removeprefix('torch.')}, "
+          f"device {device}, GPU {gpu}, weights {source}", file=sys.stderr, flush=True)
 
 
 def _spec_for_hub_id(hub_id: str) -> ModelSpec:

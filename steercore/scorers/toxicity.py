@@ -29,34 +29,48 @@ def _model_urls() -> dict[str, str]:
     return MODEL_URLS
 
 
-def _sha256_matches_name(path: Path) -> bool:
-    """torch.hub convention: a name like toxic_original-c1212f89.ckpt carries the sha256 prefix."""
-    m = _HASH.search(path.name)
-    if not m:
-        return False
+# Full SHA-256 and size of the official Detoxify checkpoints that need full unpickling (they pickle more
+# than tensors). Only a file with exactly this content may be unpickled: a hash *prefix* in a file's own name
+# proves nothing, anyone can name a file that way. Entries are added only from a verified download; the other
+# published checkpoints must load with weights_only=True or are refused.
+OFFICIAL_CHECKPOINTS: dict[str, tuple[str, int]] = {
+    "toxic_original-c1212f89.ckpt": ("c1212f89ac23307ab33932ce29dc446a6e030fb3f384a500890bbe662b7b544a", 438_021_897),
+}
+
+
+def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
-    return h.hexdigest().startswith(m.group(1))
+    return h.hexdigest()
+
+
+def _is_official(path: Path) -> bool:
+    """True only when the file's size and full SHA-256 are those of a listed official checkpoint."""
+    size = path.stat().st_size
+    known = {digest for digest, n in OFFICIAL_CHECKPOINTS.values() if n == size}
+    return bool(known) and _sha256(path) in known
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """A Detoxify checkpoint: {'config': {...}, 'state_dict': {...}}.
 
-    Loaded with weights_only=True; the published checkpoints also pickle other objects, so a file that
-    needs full unpickling is accepted only when its sha256 matches the hash in its published name.
+    No path executes code: the file is loaded with weights_only=True, and a file that needs full unpickling
+    is accepted only when its size and full SHA-256 match an entry of `OFFICIAL_CHECKPOINTS`.
     """
     path = Path(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        if not _sha256_matches_name(path):
-            raise FileFormatError(f"{path}: checkpoint holds more than tensors and its sha256 does not match a "
-                                  "published Detoxify checkpoint; refusing to unpickle it") from None
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError) as e:
-        raise FileFormatError(f"{path}: not a readable checkpoint ({str(e).splitlines()[0]})") from None
+        if not _is_official(path):
+            raise FileFormatError(f"{path}: torch.load(weights_only=True) cannot read it (it pickles more than "
+                                  "tensors and plain containers, or is no checkpoint) and its SHA-256 is not that of "
+                                  "a listed official Detoxify checkpoint; refusing to unpickle it (re-save it as "
+                                  "{'config': ..., 'state_dict': ...} of plain types and tensors)") from None
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)  # content verified: the official file
+    except (OSError, RuntimeError, EOFError, ValueError) as e:
+        raise FileFormatError(f"{path}: not a readable checkpoint ({(str(e).splitlines() or [type(e).__name__])[0]})") from None
     if not isinstance(ckpt, dict) or "config" not in ckpt or "state_dict" not in ckpt:
         raise FileFormatError(f"{path}: not a Detoxify checkpoint (needs 'config' and 'state_dict')")
     return ckpt

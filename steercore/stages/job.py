@@ -9,7 +9,7 @@ from functools import wraps
 
 import torch
 
-from steercore.core.errors import SteerError
+from steercore.core.errors import ConfigError, SteerError
 
 
 def main_guard(main):
@@ -26,10 +26,43 @@ def main_guard(main):
     return run
 
 
+class JobDevice(str):
+    """The torch device string a job runs on, remembering the `device` setting it came from: a model other
+    than the testbed runs on the CPU only when that setting was an explicit `cpu` (see load_model)."""
+
+    requested: str
+
+    def __new__(cls, device: str, requested: str):
+        self = super().__new__(cls, device)
+        self.requested = requested
+        return self
+
+
+def check_device(spec: str) -> None:
+    """One line naming the `device` key when torch cannot parse `spec` or this machine lacks that device."""
+    where = "config/config.yaml: device"
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"{where}: {spec!r} is not a torch device; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ConfigError(f"{where}: {spec!r} but this machine has no usable CUDA GPU; set device: auto "
+                              "(GPU when there is one) or run the job on a GPU machine")
+        if device.index is not None and device.index >= n:
+            raise ConfigError(f"{where}: {spec!r} but this machine has {n} CUDA GPU(s) (cuda:0..cuda:{n - 1})")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"{where}: 'mps' but this machine has no Apple GPU; set device: auto or cpu")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"{where}: {spec!r} is not supported; use auto, cpu, cuda, cuda:N or mps")
+
+
 @contextmanager
 def job_device(spec: str = "auto", threads: int | None = None):
-    """Yield the torch device for this job: `auto` takes a GPU from the local pool (profiles/local-gpus),
-    the one SLURM gave, any visible GPU, else the CPU; anything else is used as given."""
+    """Yield the device for this job (a `JobDevice` string): `auto` takes a GPU from the local pool
+    (profiles/local-gpus), the one SLURM gave, any visible GPU, else the CPU; anything else is checked
+    against this machine (one line naming the `device` key if it cannot be used) and used as given."""
     if threads:
         torch.set_num_threads(threads)
     if spec == "auto":
@@ -37,9 +70,10 @@ def job_device(spec: str = "auto", threads: int | None = None):
 
         ctx = acquire_device()
     else:
+        check_device(spec)
         ctx = nullcontext(spec)
     with ctx as device:
-        yield device
+        yield JobDevice(str(device), spec)
 
 
 def experiment_parser(description: str | None) -> argparse.ArgumentParser:

@@ -94,10 +94,11 @@ def test_checkpoint_with_pickled_objects_is_refused(tmp_path):
     path = tiny_detoxify(tmp_path / "evil", extra=argparse.Namespace(x=1))
     with pytest.raises(FileFormatError, match="refusing to unpickle"):
         Toxicity(path, device="cpu", progress=False)
-    # published checkpoints carry their sha256 prefix in the name (torch.hub convention): those are trusted
+    # a hash prefix in the file's own name proves nothing (issue 13): still refused
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:8]
     named = path.rename(tmp_path / f"toxic_tiny-{digest}.ckpt")
-    assert Toxicity(named, device="cpu", progress=False).fields == FIELDS
+    with pytest.raises(FileFormatError, match="refusing to unpickle"):
+        Toxicity(named, device="cpu", progress=False)
     torch.save({"state_dict": {}}, tmp_path / "plain.ckpt")
     with pytest.raises(FileFormatError, match="not a Detoxify checkpoint"):
         Toxicity(tmp_path / "plain.ckpt", device="cpu", progress=False)

@@ -1,0 +1,62 @@
+"""The workflow's own configuration (`config/config.yaml`): checked once at DAG parse time, every mistake one
+line naming the key, and the experiment presets it names loaded.
+
+May import: steercore.core, steercore.experiments.preset (no torch-heavy or plotting libraries: the Snakefile
+imports this while it parses).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from functools import lru_cache
+
+import yaml
+
+from steercore.core.errors import ConfigError
+from steercore.experiments.preset import ROOT, Experiment, config_errors, list_experiments, load_experiment
+
+WHERE = "config/config.yaml"
+# The device strings a job accepts: what torch.device parses and the workflow knows how to place a job on.
+DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")
+
+
+@lru_cache(maxsize=None)
+def _schema() -> dict:
+    return yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())
+
+
+def config_mistakes(config: dict) -> list[str]:
+    """One line per mistake in the workflow config (fills its defaults in place)."""
+    errors = config_errors(config, _schema())
+    device = config.get("device")
+    if isinstance(device, str) and not DEVICE.match(device):  # replaces the schema's pattern message
+        errors = [e for e in errors if not e.startswith("device:")]
+        errors.append(f"device: {device!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
+    return [f"{WHERE}: {e}" for e in errors]
+
+
+def check_config(config: dict) -> None:
+    """Stop Snakemake before any job, printing every mistake of config/config.yaml on its own line."""
+    mistakes = config_mistakes(config)
+    if mistakes:
+        sys.exit("\n".join(f"Steerflow config error: {m}" for m in mistakes))
+
+
+class Presets(dict):
+    """name → Experiment for the rules' input functions. A name no preset has (a target such as
+    results/pareto/typo.pdf) stops Snakemake with one line: Snakemake would wrap any exception raised in an
+    input function in a traceback, but lets SystemExit through."""
+
+    def __missing__(self, name: str) -> Experiment:
+        sys.exit(f"Steerflow config error: no experiment preset '{name}' (config/experiments/{name}.yaml does "
+                 f"not exist); presets: {', '.join(self)}")
+
+
+def load_presets(wanted: list[str]) -> Presets:
+    """Every preset in config/experiments/, validated; the names `wanted` (config's `experiments`) must exist."""
+    exps = Presets((name, load_experiment(name)) for name in list_experiments())
+    missing = [e for e in wanted if e not in exps]
+    if missing:
+        raise ConfigError(f"{WHERE}: experiments: unknown experiment '{missing[0]}'; presets: {', '.join(exps)}")
+    return exps
