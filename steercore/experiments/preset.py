@@ -284,9 +284,10 @@ def _preset_files(root: Path) -> dict[str, Path]:
     files = {}
     for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
         if not PRESET_NAME.fullmatch(path.stem):
-            raise ConfigError(f"{path}: preset file names may use only letters, digits and '_'; rename it")
+            raise ConfigError(f"{_where(path, root)}: preset file names may use only letters, digits and '_'; "
+                              "rename it")
         if path.stem in files:
-            raise ConfigError(f"{path}: a second preset named '{path.stem}' ({files[path.stem].name}); remove one")
+            raise ConfigError(f"{_where(path, root)}: a second preset named '{path.stem}' ({files[path.stem].name}); remove one")
         files[path.stem] = path
     return files
 
@@ -328,9 +329,12 @@ def _unknown(name: str, names: list[str], what: str = "experiment") -> ConfigErr
 
 def check_preset_name(name: str, root: Path = ROOT) -> None:
     """One line naming the close preset names when `name` (e.g. a target's wildcard) names no preset."""
-    names = list_experiments(root)
-    if name not in names:
-        raise _unknown(name, names)
+    presets, families = _presets(root)
+    if name in families:
+        raise ConfigError(f"'{name}' is a preset family (sweep:), not a preset; use one of its members: "
+                          f"{', '.join(families[name].members)}")
+    if name not in presets:
+        raise _unknown(name, sorted(presets))
 
 
 def _resolved_file(name: str, files: dict[str, Path], root: Path, chain: tuple[str, ...] = ()) -> dict:
@@ -469,9 +473,8 @@ def load_experiment(name_or_path: str | Path, root: Path = ROOT) -> Experiment:
                               f"{PATHS['experiments_dir']}/; load this one by name")
         name, twin, family = path.stem, None, None
     else:
+        check_preset_name(str(name_or_path), root)
         presets, _ = _presets(root)
-        if str(name_or_path) not in presets:
-            raise _unknown(str(name_or_path), sorted(presets))
         cfg, where, twin, family = presets[str(name_or_path)]
         name = str(name_or_path)
     cfg = json.loads(json.dumps(cfg))  # a private copy: validation fills defaults in place
@@ -566,3 +569,20 @@ def _check_testbed_concepts(exp: Experiment, where: str) -> None:
         if concept is not None and exp.word(concept) not in known:
             raise ConfigError(f"{where}: concept '{concept}' is not in the {exp['model']} world; "
                               f"choose one of {', '.join(known)}")
+
+
+def describe_presets(root: Path = ROOT) -> list[str]:
+    """One line per preset: its name and how it is declared (family member, clip twin, what it extends)."""
+    presets, families = _presets(root)
+    lines = []
+    for name in sorted(presets):
+        cfg, where, twin, family = presets[name]
+        note = (f"member of {family} ({', '.join(f'{k}={v}' for k, v in families[family].members[name].items())})"
+                if family else f"clip twin of {twin}" if twin else "")
+        lines.append(f"{name:40s} {note}".rstrip())
+    return lines
+
+
+if __name__ == "__main__":
+    # `python -m steercore.experiments.preset`: every preset the workflow can build, with families expanded.
+    print("\n".join(describe_presets()))

@@ -83,7 +83,7 @@ def test_artefact_names_parse_and_mistakes_give_one_line():
     assert [e["cov"]["samples"] for e in Artefact.parse("covsize-testbed_covsize").experiments()] == [8, 32, 128, 512]
     for bad, message in [("pareto-ci-fid", "is not a paper artefact"), ("figure-ci", "is not a paper artefact"),
                          ("table-nope", "unknown experiment 'nope'"),
-                         ("covsize-nope", "no covariance-size presets 'nope_n<N>'"),
+                         ("covsize-nope", "no covariance-size family 'nope'"),
                          ("response-testbed_erase_red-target", "erases a concept")]:
         with pytest.raises(ConfigError) as e:
             Artefact.parse(bad).experiments()
