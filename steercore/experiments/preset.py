@@ -374,6 +374,8 @@ def expand_sweep(family: str, data: dict, where: str) -> dict[str, tuple[dict, d
     length, zipped (member i takes the i-th value of each); `sweep.name` is a template for the part of the name
     after `<family>_` (default: the last part of each key and its value, e.g. samples100). `{key}` in
     `sweep.name` and in the description is replaced by the member's value."""
+    if not isinstance(data["sweep"], dict):
+        raise ConfigError(f"{where}: sweep: expected a mapping of dotted keys to lists, e.g. {{cov.samples: [100, 1000]}}")
     sweep = dict(data["sweep"])
     template = sweep.pop("name", None)
     if not sweep or not all(isinstance(v, list) and v for v in sweep.values()):
@@ -465,6 +467,8 @@ def list_families(root: Path = ROOT) -> dict[str, Family]:
 def load_experiment(name_or_path: str | Path, root: Path = ROOT) -> Experiment:
     """Load, validate and complete an experiment by preset name or path; one ConfigError line on any mistake."""
     path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.resolve().parent == experiments_dir(root).resolve():
+        path = Path(path.stem)  # a preset file of this workflow: by name, so extends/twin_of/sweep apply
     if path.suffix in (".yaml", ".yml"):
         where = _where(path, root)
         cfg = _read(path, root)
@@ -473,10 +477,10 @@ def load_experiment(name_or_path: str | Path, root: Path = ROOT) -> Experiment:
                               f"{PATHS['experiments_dir']}/; load this one by name")
         name, twin, family = path.stem, None, None
     else:
-        check_preset_name(str(name_or_path), root)
+        check_preset_name(str(path), root)
         presets, _ = _presets(root)
-        cfg, where, twin, family = presets[str(name_or_path)]
-        name = str(name_or_path)
+        cfg, where, twin, family = presets[str(path)]
+        name = str(path)
     cfg = json.loads(json.dumps(cfg))  # a private copy: validation fills defaults in place
     validate(cfg, schema(), where)
     _check_strengths(cfg, where)

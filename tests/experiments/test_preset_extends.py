@@ -173,3 +173,8 @@ def test_the_listing_command_shows_families_and_twins():
     assert set(lines) == set(list_experiments())
     assert lines["llama2_covsize_n20000"].endswith("member of llama2_covsize (cov.samples=20000, cov.shards=8)")
     assert lines["testbed_red_blue_clip"].endswith("clip twin of testbed_red_blue")
+
+
+def test_a_preset_file_of_the_workflow_loads_by_path_like_by_name():
+    by_path = load_experiment(ROOT / "config" / "experiments" / "testbed_red_blue_clip.yaml")
+    assert by_path == load_experiment("testbed_red_blue_clip") and by_path.twin_of == "testbed_red_blue"
