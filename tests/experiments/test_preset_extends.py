@@ -163,6 +163,9 @@ def test_experiments_dir_and_results_dir_come_from_the_workflow_config(tmp_path,
     assert list_experiments(tmp_path) == ["mine"]
     exp = load_experiment("mine", tmp_path)
     assert exp.cov_path().startswith("out/cov/testbed-t2i/") and preset.results_dir(tmp_path) == tmp_path / "out"
+    from steercore.figures.scores import score_paths
+
+    assert score_paths("mine", tmp_path)[0] == tmp_path / "out" / "scores" / "mine" / "concept_scores.tsv"
 
 
 def test_the_listing_command_shows_families_and_twins():
