@@ -10,7 +10,10 @@ experiments feed it (experiment names never contain '-' or '+'):
                                        unrelated_score (the unrelated concepts' own scores)
     response-{exp}-{versus}            the source concept's score on source prompts (95% CI) against strength,
                                        preservation (x of the Pareto figure) or the target's score
-    covsize-{family}                   covariance-size ablation over the presets {family}_n{N} (N = cov.samples)
+    covsize-{family}                   covariance-size ablation over the members of a sweep family that sweeps
+                                       cov.samples (config/experiments/{family}.yaml)
+
+Families and clip twins come from the presets' declarations (`sweep:`, `twin_of:`), never from their names.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from steercore.core.errors import ConfigError
-from steercore.experiments.preset import ROOT, Experiment, list_experiments, load_experiment
+from steercore.experiments.preset import ROOT, Experiment, list_experiments, list_families, load_experiment
 from steercore.figures.labels import count_label, experiment_title
 from steercore.figures.pareto import PARETO_X
 from steercore.figures.scores import has_scores
@@ -87,28 +90,28 @@ class Artefact:
 
 
 def covsize_family(family: str, root: Path = ROOT) -> list[Experiment]:
-    """The presets {family}_n{N} of a covariance-size ablation, by increasing cov.samples."""
-    pattern = re.compile(re.escape(family) + r"_n\d+")
-    members = [load_experiment(n, root) for n in list_experiments(root) if pattern.fullmatch(n)]
-    if not members:
-        raise ConfigError(f"no covariance-size presets '{family}_n<N>' in config/experiments/; "
-                          f"families: {', '.join(covsize_families(root)) or 'none'}")
+    """The members of a covariance-size family (a sweep over cov.samples), by increasing cov.samples."""
+    families = covsize_families(root)
+    if family not in families:
+        raise ConfigError(f"no covariance-size family '{family}' (a preset file with sweep: {{cov.samples: [...]}}) "
+                          f"in config/experiments/; families: {', '.join(families) or 'none'}")
+    members = [load_experiment(n, root) for n in list_families(root)[family].members]
     return sorted(members, key=lambda e: e["cov"]["samples"])
 
 
 def covsize_families(root: Path = ROOT) -> list[str]:
-    return sorted({m.group(1) for n in list_experiments(root) if (m := re.fullmatch(r"(\w+?)_n\d+", n))})
+    """The sweep families that vary cov.samples."""
+    return sorted(f.name for f in list_families(root).values() if "cov.samples" in f.keys)
 
 
 def clip_twin(exp: Experiment, root: Path = ROOT) -> Experiment | None:
-    """The preset identical to `exp` except for `clip` (and its description), if there is one."""
-    def key(cfg):
-        return {k: v for k, v in cfg.items() if k not in ("clip", "description")}
-
+    """The declared clip twin of `exp`: the preset it is `twin_of`, or the preset that is `twin_of` it."""
+    if exp.twin_of:
+        return load_experiment(exp.twin_of, root)
     for name in list_experiments(root):
         if name != exp.name:
             other = load_experiment(name, root)
-            if other["clip"] != exp["clip"] and key(other.cfg) == key(exp.cfg):
+            if other.twin_of == exp.name:
                 return other
     return None
 
@@ -126,12 +129,12 @@ def experiment_artefacts(exp: Experiment, root: Path = ROOT, *, twin: Experiment
 
 def paper_artefacts(names: list[str], root: Path = ROOT) -> list[str]:
     """The artefacts of the experiments `names` (e.g. config/config.yaml's list): each experiment's own, and
-    the covariance-size ablation of every family named like one of them (same first word: `testbed_covsize`
-    goes with `testbed_red_blue`, `llama2_covsize` with `llama2_horses_motorcycles`, `ci_covsize` with `ci`)."""
+    the covariance-size ablation of every family that `extends` one of them (testbed_covsize extends
+    testbed_red_blue, llama2_covsize llama2_horses_motorcycles, ci_covsize ci)."""
     exps = [load_experiment(n, root) for n in names]
     out = [a for e in exps for a in experiment_artefacts(e, root)]
-    prefixes = {n.split("_")[0] for n in names}
-    out += [f"covsize-{f}" for f in covsize_families(root) if f.split("_")[0] in prefixes]
+    families = list_families(root)
+    out += [f"covsize-{f}" for f in covsize_families(root) if families[f].extends in names]
     return list(dict.fromkeys(out))
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from steercore.core.files import write_text_atomic
-from steercore.experiments.preset import ROOT
+from steercore.experiments.preset import ROOT, results_dir
 from steercore.figures.artefacts import ARTEFACT_SUFFIXES, Artefact
 from steercore.figures.covsize import covsize_figure
 from steercore.figures.labels import experiment_title, tex
@@ -51,7 +51,7 @@ def artefact_figure(name: str, root: Path = ROOT, *, require_all: bool = False) 
 def render_artefact(name: str, out_dir: Path | None = None, root: Path = ROOT) -> list[Path]:
     """Write {out_dir}/{name}.pdf, .svg and .tex (default out_dir: results/paper); return the paths."""
     art = Artefact.parse(name)
-    out_dir = Path(root) / "results" / "paper" if out_dir is None else Path(out_dir)
+    out_dir = results_dir(root) / "paper" if out_dir is None else Path(out_dir)
     paths = [out_dir / f"{name}{s}" for s in ARTEFACT_SUFFIXES]
     save_figure(draw(art, root), paths[:2])
     write_text_atomic(paths[2], latex(art, root))

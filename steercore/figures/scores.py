@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from steercore.core.errors import ConfigError
-from steercore.experiments.preset import ROOT, Experiment, load_experiment
+from steercore.experiments.preset import ROOT, Experiment, load_experiment, results_dir
 from steercore.figures.pareto import PARETO_X, ParetoResult, ScoreTable, pareto
 from steercore.tables import CONCEPT_SCORES, PRESERVATION, read_tsv
 
@@ -40,7 +40,7 @@ class ExperimentScores:
 
 def score_paths(name: str, root: Path = ROOT) -> tuple[Path, Path]:
     """The concept-score and preservation tables of experiment `name` (results/scores/{name}/)."""
-    d = Path(root) / "results" / "scores" / name
+    d = results_dir(root) / "scores" / name
     return d / "concept_scores.tsv", d / "preservation.tsv"
 
 

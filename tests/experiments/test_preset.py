@@ -23,7 +23,7 @@ def test_every_preset_loads_with_defaults_filled():
         exp = load_experiment(name)
         assert exp["cov"]["aggregation"] in ("all", "average", "last")
         assert exp.conditions[0].label == "none-0"
-        assert len(exp.conditions) == 1 + len(exp["methods"]) * len(exp["strengths"])
+        assert len(exp.conditions) == 1 + sum(len(exp.strengths_of(m)) for m in exp["methods"])
         for concept in exp.test_concepts:
             assert eval_prompts(exp, concept), (name, concept)
 

@@ -83,7 +83,7 @@ def test_artefact_names_parse_and_mistakes_give_one_line():
     assert [e["cov"]["samples"] for e in Artefact.parse("covsize-testbed_covsize").experiments()] == [8, 32, 128, 512]
     for bad, message in [("pareto-ci-fid", "is not a paper artefact"), ("figure-ci", "is not a paper artefact"),
                          ("table-nope", "unknown experiment 'nope'"),
-                         ("covsize-nope", "no covariance-size presets 'nope_n<N>'"),
+                         ("covsize-nope", "no covariance-size family 'nope'"),
                          ("response-testbed_erase_red-target", "erases a concept")]:
         with pytest.raises(ConfigError) as e:
             Artefact.parse(bad).experiments()
@@ -252,3 +252,38 @@ def test_ci_paper_targets_and_notebook(tmp_path, monkeypatch):
     assert sorted(t.split("`")[1] for t in titles if t.startswith("####")) == sorted(names), titles
     assert len(images) == len(names)  # one figure per artefact (tables drawn as tables)
     assert sum("\\begin{tabular}" in t for t in titles) == 1  # the table's LaTeX, shown under its figure
+
+
+def test_per_method_strength_grids_reach_points_tables_and_curves(root):
+    """testbed_red_blue gives each method its own grid: every figure and table follows each method's grid."""
+    from steercore.figures.response import _curve
+    from steercore.figures.score_grid import experiment_grid_table
+    from steercore.figures.scores import load_scores
+
+    scored(root, "testbed_red_blue")
+    scores = load_scores("testbed_red_blue", root)
+    exp = scores.exp
+    grids = {m: exp.strengths_of(m) for m in exp["methods"]}
+    assert len({tuple(g) for g in grids.values()}) == 3  # three different grids
+    points = scores.pareto("unrelated_preservation").points
+    assert {m: [p.strength for p in points if p.method == m] for m in grids} == grids
+    rows = [(name, beta) for name, beta, _ in experiment_grid_table(scores).rows]
+    assert len(rows) == 1 + sum(map(len, grids.values())) and rows[0][1] == "--"
+    for m, grid in grids.items():
+        assert [b for b, *_ in _curve(scores, m, "red", "red")] == [0.0, *grid]
+
+
+def test_twins_and_families_come_from_declarations_not_names(root):
+    presets = root / "config" / "experiments"
+    (presets / "testbed_circle_square_clip.yaml").write_text("extends: testbed_circle_square\nclip: true\n")
+    (presets / "clipped_circles.yaml").write_text("twin_of: testbed_circle_square\nclip: true\n")
+    (presets / "ablation.yaml").write_text("extends: testbed_circle_square\nmethods: [midsteer]\n"
+                                           "strengths: [1]\nsweep: {cov.samples: [16, 64]}\n")
+    (presets / "renamed_n8.yaml").write_text("extends: testbed_red_blue\n")  # named like a member: is not one
+    assert clip_twin(load_experiment("testbed_circle_square", root), root).name == "clipped_circles"
+    assert clip_twin(load_experiment("testbed_circle_square_clip", root), root) is None
+    assert [e.name for e in covsize_family("ablation", root)] == ["ablation_samples16", "ablation_samples64"]
+    arts = paper_artefacts(["testbed_circle_square"], root)
+    assert arts[0] == "table-testbed_circle_square+clipped_circles" and arts[-1] == "covsize-ablation"
+    with pytest.raises(ConfigError, match="no covariance-size family 'renamed'"):
+        covsize_family("renamed", root)
