@@ -44,7 +44,7 @@ SCHEMA = ROOT / "config" / "experiment.schema.yaml"
 # from the workflow config's `experiments_dir` and `results_dir` keys, so a project that imports Steerflow
 # as a Snakemake module can bring its own presets.
 PATHS = {"experiments_dir": "config/experiments", "results_dir": "results"}
-PRESET_NAME = re.compile(r"[A-Za-z0-9_]+")
+PRESET_NAME = re.compile(r"^[A-Za-z0-9_]+$")  # as the schema's name pattern: wildcards, paths, job arguments
 # Keys of a preset file that say how it is built, not what it runs: not part of the resolved config.
 DECLARATIONS = ("extends", "twin_of", "sweep")
 BASELINE = ("none", 0.0)
@@ -99,7 +99,7 @@ def _describe(e: jsonschema.ValidationError) -> str:
         msg = "expected a list of prompts, {file: path} or {generator: testbed-shapes|testbed-topics}"
     elif e.validator == "enum":
         msg = f"{e.instance!r} is not allowed; choose one of {', '.join(map(str, e.validator_value))}"
-    elif e.validator == "pattern" and e.validator_value == NAME.pattern:
+    elif e.validator == "pattern" and e.validator_value == PRESET_NAME.pattern:
         msg = f"{e.instance!r} may contain only letters, digits and _"
     else:
         msg = e.message
@@ -276,6 +276,72 @@ class Experiment:
 
     def vectors_path(self, concept: str) -> str:
         return f"{PATHS['results_dir']}/vectors/{self.stats_dir}/{self.vectors_id()}/{concept}.safetensors"
+
+    def packs(self, override: str = "auto") -> bool:
+        """Whether all strengths of a method run in one job (one batch, per-sample strengths).
+
+        override: config.yaml `pack` (auto, true, false); auto takes the preset's `pack`, whose default (null)
+        packs the testbed and runs paper models one condition per job."""
+        if override != "auto":
+            return override in (True, "true")
+        if self.cfg.get("pack") is not None:
+            return bool(self.cfg["pack"])
+        return self.cfg["model"].startswith("testbed-")
+
+    def job_units(self, override: str = "auto") -> dict[str, list[Condition]]:
+        """Job label → its conditions, in condition order. One condition per job (label = condition label),
+        or packed: the baseline alone and `{method}-all` for every strength of a method."""
+        if not self.packs(override):
+            return {c.label: [c] for c in self.conditions}
+        units: dict[str, list[Condition]] = {}
+        for c in self.conditions:
+            units.setdefault(c.label if c.method == "none" else f"{c.method}-all", []).append(c)
+        return units
+
+    def generation_settings(self, cond: Condition) -> dict:
+        """Every resolved setting the outputs of `cond` depend on: the preset after defaults (less what only
+        steers, scores or schedules), the model spec, the resolved steps/guidance, the text of every prompt
+        set and, for a steered condition, the method, strength and statistics files."""
+        from dataclasses import asdict
+
+        from steercore.experiments.promptsets import eval_prompts
+        from steercore.models.registry import resolve_spec
+
+        spec = resolve_spec(self.cfg["model"])
+        skip = set(_NOT_GENERATION) | (set() if cond.method != "none" else set(_STEERING_ONLY))
+        out = {k: v for k, v in sorted(self.cfg.items()) if k not in skip}
+        out["model_spec"] = asdict(spec)
+        out["resolved"] = {"steps": self.cfg["steps"] or spec.steps,
+                           "guidance": spec.guidance if self.cfg["guidance"] is None else self.cfg["guidance"]}
+        out["prompt_text"] = {c: eval_prompts(self, c) for c in self.test_concepts}
+        if cond.method != "none":
+            stats = [self.vectors_path(c) for c in self.concepts]
+            if get_method(cond.method).needs_neutral:
+                stats.append(self.cov_path())
+            out.update(method=cond.method, strength=cond.strength, statistics=stats)
+        return out
+
+    def generation_digest(self, cond: Condition) -> str:
+        """Short hash of generation_settings: a condition folder made under another digest is never reused."""
+        return _digest(self.generation_settings(cond))
+
+    def scoring_digest(self, cond: Condition) -> str:
+        """What the scores of `cond` depend on: its outputs and the baseline's (their generation digests, from
+        `outputs_from` when set), the scorers, the words, the concepts scored, the Pareto-free preset keys."""
+        gen = load_experiment(self.cfg["outputs_from"]) if self.cfg["outputs_from"] else self
+        base = Condition(*BASELINE)
+        return _digest({"outputs": gen.generation_digest(cond), "baseline": gen.generation_digest(base),
+                        "scorers": self.cfg["scorers"], "preservation": self.preservation,
+                        "concept_scorers": {c: self.concept_scorer_for(c) for c in self.test_concepts},
+                        "words": self.cfg["words"], "source": self.cfg["source"], "target": self.cfg["target"],
+                        "kind": self.cfg["kind"], "test_concepts": self.test_concepts})
+
+
+# Preset keys no generated output depends on (scheduling, scoring, plotting, statistics: their files are
+# named by their own ids and listed in generation_settings); and those only a steered condition reads.
+_NOT_GENERATION = ("description", "methods", "strengths", "batch_size", "scorers", "pareto", "outputs_from", "pack",
+                   "cov", "vectors", "stats_model")
+_STEERING_ONLY = ("kind", "identity_cov", "clip", "renormalize", "zero_mu", "only_up", "generated_only", "llm_site")
 
 
 def configure(config: dict) -> None:
@@ -466,73 +532,6 @@ def _presets(root: Path) -> tuple[dict, dict]:
     return _CATALOGUES[key][1]
 
     # ---- the job grain (issue 12): which conditions share a job, and what each job's outputs depend on
-
-    def packs(self, override: str = "auto") -> bool:
-        """Whether all strengths of a method run in one job (one batch, per-sample strengths).
-
-        override: config.yaml `pack` (auto, true, false); auto takes the preset's `pack`, whose default (null)
-        packs the testbed and runs paper models one condition per job."""
-        if override != "auto":
-            return override in (True, "true")
-        if self.cfg.get("pack") is not None:
-            return bool(self.cfg["pack"])
-        return self.cfg["model"].startswith("testbed-")
-
-    def job_units(self, override: str = "auto") -> dict[str, list[Condition]]:
-        """Job label → its conditions, in condition order. One condition per job (label = condition label),
-        or packed: the baseline alone and `{method}-all` for every strength of a method."""
-        if not self.packs(override):
-            return {c.label: [c] for c in self.conditions}
-        units: dict[str, list[Condition]] = {}
-        for c in self.conditions:
-            units.setdefault(c.label if c.method == "none" else f"{c.method}-all", []).append(c)
-        return units
-
-    def generation_settings(self, cond: Condition) -> dict:
-        """Every resolved setting the outputs of `cond` depend on: the preset after defaults (less what only
-        steers, scores or schedules), the model spec, the resolved steps/guidance, the text of every prompt
-        set and, for a steered condition, the method, strength and statistics files."""
-        from dataclasses import asdict
-
-        from steercore.experiments.promptsets import eval_prompts
-        from steercore.models.registry import resolve_spec
-
-        spec = resolve_spec(self.cfg["model"])
-        skip = set(_NOT_GENERATION) | (set() if cond.method != "none" else set(_STEERING_ONLY))
-        out = {k: v for k, v in sorted(self.cfg.items()) if k not in skip}
-        out["model_spec"] = asdict(spec)
-        out["resolved"] = {"steps": self.cfg["steps"] or spec.steps,
-                           "guidance": spec.guidance if self.cfg["guidance"] is None else self.cfg["guidance"]}
-        out["prompt_text"] = {c: eval_prompts(self, c) for c in self.test_concepts}
-        if cond.method != "none":
-            stats = [self.vectors_path(c) for c in self.concepts]
-            if get_method(cond.method).needs_neutral:
-                stats.append(self.cov_path())
-            out.update(method=cond.method, strength=cond.strength, statistics=stats)
-        return out
-
-    def generation_digest(self, cond: Condition) -> str:
-        """Short hash of generation_settings: a condition folder made under another digest is never reused."""
-        return _digest(self.generation_settings(cond))
-
-    def scoring_digest(self, cond: Condition) -> str:
-        """What the scores of `cond` depend on: its outputs and the baseline's (their generation digests, from
-        `outputs_from` when set), the scorers, the words, the concepts scored, the Pareto-free preset keys."""
-        gen = load_experiment(self.cfg["outputs_from"]) if self.cfg["outputs_from"] else self
-        base = Condition(*BASELINE)
-        return _digest({"outputs": gen.generation_digest(cond), "baseline": gen.generation_digest(base),
-                        "scorers": self.cfg["scorers"], "preservation": self.preservation,
-                        "concept_scorers": {c: self.concept_scorer_for(c) for c in self.test_concepts},
-                        "words": self.cfg["words"], "source": self.cfg["source"], "target": self.cfg["target"],
-                        "kind": self.cfg["kind"], "test_concepts": self.test_concepts})
-
-
-# Preset keys no generated output depends on (scheduling, scoring, plotting, statistics: their files are
-# named by their own ids and listed in generation_settings); and those only a steered condition reads.
-_NOT_GENERATION = ("description", "methods", "strengths", "batch_size", "scorers", "pareto", "outputs_from", "pack",
-                   "cov", "vectors", "stats_model")
-_STEERING_ONLY = ("kind", "identity_cov", "clip", "renormalize", "zero_mu", "only_up", "generated_only", "llm_site")
-
 
 def _digest(settings: dict) -> str:
     return hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]

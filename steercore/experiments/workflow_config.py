@@ -14,7 +14,8 @@ from functools import lru_cache
 import yaml
 
 from steercore.core.errors import ConfigError
-from steercore.experiments.preset import ROOT, Experiment, config_errors, list_experiments, load_experiment
+from steercore.experiments.preset import (ROOT, Experiment, check_preset_name, config_errors, list_experiments,
+                                         load_experiment)
 
 WHERE = "config/config.yaml"
 # The device strings a job accepts: what torch.device parses and the workflow knows how to place a job on.
@@ -49,8 +50,12 @@ class Presets(dict):
     input function in a traceback, but lets SystemExit through."""
 
     def __missing__(self, name: str) -> Experiment:
-        sys.exit(f"Steerflow config error: no experiment preset '{name}' (config/experiments/{name}.yaml does "
-                 f"not exist); presets: {', '.join(self)}")
+        hint = f"config/experiments/{name}.yaml does not load"
+        try:
+            check_preset_name(name)
+        except ConfigError as e:  # the close preset names, or: this is a sweep family, use a member
+            hint = str(e).split("; ", 1)[1] if str(e).startswith("unknown") else str(e)
+        sys.exit(f"Steerflow config error: no experiment preset '{name}'; {hint}")
 
 
 def load_presets(wanted: list[str]) -> Presets:
