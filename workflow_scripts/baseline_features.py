@@ -1,21 +1,18 @@
 """baseline_features rule: image features of the baseline's outputs, once, for every condition's FID/KID."""
 
-import argparse
 from pathlib import Path
 
-from steercore.stages.job import add_common_args, job_device, main_guard
+from steercore.stages.job import experiment_parser, job_device, main_guard
 from steercore.experiments.preset import load_experiment
 from steercore.stages.score import baseline_features
 
 
 @main_guard
 def main():
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--experiment", required=True)
+    p = experiment_parser(__doc__)
     p.add_argument("--generated", required=True, type=Path, help="the generating experiment's folder")
     p.add_argument("--manifest", required=True, type=Path, help="the baseline job's manifest")
     p.add_argument("--out", required=True, type=Path, help="folder for one <prompt set>.npz each")
-    add_common_args(p)
     a = p.parse_args()
     exp = load_experiment(a.experiment)
     with job_device(a.device, a.threads) as device:
