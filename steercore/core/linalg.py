@@ -26,7 +26,8 @@ def psd_sqrt_pair(sigma: Tensor, name: str = "covariance Σ") -> tuple[Tensor, T
     Eigenvalues at or below λ_max·D·eps (the cut-off `torch.linalg.pinv` uses) count as zero, and so do
     negative ones from round-off: Σ^{-1/2} is then the pseudo-inverse square root, and Σ^{1/2}Σ^{-1/2} is
     the orthogonal projector onto the support of Σ. A Σ with NaN/inf, visibly asymmetric, with an
-    eigenvalue below −RTOL·λ_max (not round-off) or all zero raises one ConfigError naming the cause.
+    eigenvalue below −D·eps(float32)·λ_max (beyond the statistics' round-off) or all zero raises one ConfigError
+    naming the cause.
     """
     check_finite(name, sigma)
     scale = sigma.abs().max()
@@ -37,7 +38,10 @@ def psd_sqrt_pair(sigma: Tensor, name: str = "covariance Σ") -> tuple[Tensor, T
     lam, Q = torch.linalg.eigh(sigma)  # lam [D] ascending, Q [D, D]
     if not lam[-1] > 0:
         raise ConfigError(f"{name} is zero (largest eigenvalue {lam[-1]:.3g}): the neutral samples do not vary")
-    if lam[0] < -RTOL * lam[-1]:
+    # Statistics accumulate float32 batch products (core/stats.py), so a neutral Σ carries round-off of order
+    # D·eps(float32)·λ_max (seen: −2.9e-8 against λ_max 1.29 on testbed-lm); a matrix that is not a covariance
+    # is off by far more than that.
+    if lam[0] < -sigma.shape[-1] * torch.finfo(torch.float32).eps * lam[-1]:
         raise ConfigError(f"{name} is not positive semi-definite (smallest eigenvalue {lam[0]:.3g}, largest "
                           f"{lam[-1]:.3g}); it is not a covariance")
     tol = lam[-1] * sigma.shape[-1] * torch.finfo(lam.dtype).eps

@@ -78,3 +78,19 @@ def test_inputs_are_not_mutated_by_the_checks():
         fit_method(method, source=s, target=t, mu=mu, sigma=sigma)
     for a, b in zip(before, (s, t, mu, sigma)):
         assert torch.equal(a, b)
+
+
+def test_a_rank_deficient_covariance_from_float32_statistics_is_accepted():
+    """The cov stage accumulates float32 batch products: its Σ's null directions come out at ≈ −4e-8·λ_max here
+    (beyond √eps, the float64 round-off rule that once refused the default run), well inside D·eps(float32)."""
+    from steercore.core.stats import Moments
+
+    g = torch.Generator().manual_seed(0)
+    X = (torch.randn(400, 3, generator=g) @ torch.randn(3, 64, generator=g) * 0.3 + 5).float()  # rank 3 in D = 64
+    m = Moments(64)
+    m.update(X[:200])
+    m.update(X[200:])
+    lam = torch.linalg.eigvalsh(0.5 * (m.scatter + m.scatter.mT))
+    assert lam[0] < -RTOL * lam[-1]  # the case the float64 rule refused
+    root, inv_root = psd_sqrt_pair(m.scatter / (m.n - 1))
+    assert torch.isfinite(root).all() and torch.isfinite(inv_root).all()
