@@ -14,7 +14,9 @@ the UNets run a 2-step DDIM loop at guidance 1 (no CFG, so folding applies), bat
 Variants, paired in shuffled rounds (every round runs each variant once; ratios are medians of per-round
 ratios, of wall time and of process CPU time — on a shared machine the CPU ratio is the steadier): plain; hooks for each method with clipping off and on (casteer, leace, midsteer) and casteer_add;
 folded leace (μ ≠ 0: a bias is added where the layer has none) and folded casteer (no bias); the statistics
-pass (collect_statistics, aggregation 'all', float32 batch scatter and the float64 option); then, after
+pass (collect_statistics, aggregation 'all', 8 forwards and the fold-in of held-back rows, against 8 plain
+forwards: float32 batch scatter, the same with every call folded in at once (`buffer_mb=0`, as before rows
+were held back), and the float64 option); then, after
 `module.compile()` (inductor), compiled plain and compiled folded. Hooks are refused on a compiled model
 (torch.compile would skip them), so folding is the compiled steered variant.
 
@@ -52,6 +54,7 @@ from steercore.models.sites import find_sites  # noqa: E402
 HOOKED = [("casteer", False), ("casteer", True), ("leace", False), ("leace", True), ("midsteer", False),
           ("midsteer", True), ("casteer_add", False)]
 FOLDED = ("leace", "casteer")
+STAT_CALLS = 8  # forwards per timed statistics pass (the cov stage makes thousands)
 
 
 def random_plan(sites: dict[str, int], method: str, clip: bool, seed: int = 0) -> SteeringPlan:
@@ -128,8 +131,21 @@ def build(name: str):
     return loop, unet, loop
 
 
-def stats_ctx(target, precision: str):
-    return lambda: collect_statistics(target, ActivationStats("neutral", "all", precision=precision))
+def statistics_pass(target, call, calls: int, precision: str, buffer_mb: float | None = None):
+    """A cov-stage pass in miniature: `calls` forwards under collect_statistics, then every held-back row
+    folded in, all inside the timed region (ActivationStats holds small calls back for one larger product)."""
+    held = {}
+
+    def ctx():
+        kw = {} if buffer_mb is None else {"buffer_mb": buffer_mb}
+        held["stats"] = ActivationStats("neutral", "all", precision=precision, **kw)
+        return collect_statistics(target, held["stats"])
+
+    def run():
+        for _ in range(calls):
+            call()
+        held["stats"].flush()
+    return ctx, run
 
 
 def ratio(t: dict, a: str, b: str) -> tuple[float, float]:
@@ -153,15 +169,19 @@ def bench(name: str, repeats: int, compile_: bool) -> list[tuple]:
     fold_plans = {m: random_plan(sites, m, clip=False) for m in FOLDED}
     for m, plan in fold_plans.items():
         variants[f"folded {m}"] = (lambda p=plan: folded(target, p, 2.0), call)
-    for precision in ("float32", "float64"):
-        variants[f"statistics {precision}"] = (stats_ctx(target, precision), call)
+    # the statistics pass, against as many plain calls: float32 product (held-back rows, and each call folded
+    # in at once as before ActivationStats.buffer_mb), and the float64 option
+    variants[f"plain x{STAT_CALLS}"] = (None, lambda: [call() for _ in range(STAT_CALLS)])
+    for label, precision, buffer_mb in (("float32", "float32", None), ("float32 unbuffered", "float32", 0),
+                                        ("float64", "float64", None)):
+        variants[f"statistics {label}"] = statistics_pass(target, call, STAT_CALLS, precision, buffer_mb)
     t = interleaved(variants, repeats)
     plain = statistics.median(t["plain"])
     rows = [(name, "plain", plain, 1.0, 1.0)]
     print(f"  plain forward {plain * 1e3:.0f} ms (median of {repeats} paired rounds)")
     for k in variants:
-        if k != "plain":
-            wall, cpu = ratio(t, k, "plain")
+        if k not in ("plain", f"plain x{STAT_CALLS}"):
+            wall, cpu = ratio(t, k, f"plain x{STAT_CALLS}" if k.startswith("statistics") else "plain")
             rows.append((name, k, statistics.median(t[k]), wall, cpu))
             print(f"  {k:<28} wall ×{wall:.3f}   cpu ×{cpu:.3f}", flush=True)
     if compile_:

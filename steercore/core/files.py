@@ -81,6 +81,7 @@ def _name(step: int, site: str, what: str) -> str:
 
 def save_stats(stats: ActivationStats, path: str | os.PathLike) -> None:
     """Write `stats` to `path` (safetensors, float64, on the CPU), atomically."""
+    stats.flush()
     tensors = {}
     for (step, site), m in sorted(stats.moments.items()):
         _check_values(path, step, site, m, "the activations were not finite (a float16 overflow? try "

@@ -182,6 +182,11 @@ class ActivationStats:
 
     `meta` holds provenance written into files: model, aggregation, source (data set), concept, extra.
     `precision` is the dtype of each batch's scatter product ("float32", or "float64" for the slow exact pass).
+    `buffer_mb`: a neutral site's rows are held back (copied, on their device) until they number D, so that
+    calls of few rows (aggregation 'last': one row per sequence) share one [N, D] product and one float64
+    update of the [D, D] scatter, instead of paying two passes over it per call; at most this many MB are held
+    over all sites (0: fold every call in at once). Readers (`mean`, `cov`, `count`, `merge`, `save_stats`)
+    fold pending rows in first; `flush()` does it explicitly. The result is one pass over the same rows.
     """
 
     kind: str = "neutral"
@@ -189,6 +194,9 @@ class ActivationStats:
     meta: dict = field(default_factory=dict)
     moments: dict[tuple[int, str], Moments] = field(default_factory=dict)
     precision: str = "float32"
+    buffer_mb: float = 256.0
+    _pending: dict[tuple[int, str], list[Tensor]] = field(default_factory=dict, repr=False, compare=False)
+    _pending_bytes: int = field(default=0, repr=False, compare=False)
 
     def __post_init__(self):
         if self.kind not in ("neutral", "concept"):
@@ -197,6 +205,8 @@ class ActivationStats:
             raise ConfigError(f"unknown aggregation '{self.aggregation}'; choose one of {', '.join(AGGREGATIONS)}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown statistics precision '{self.precision}'; choose one of {', '.join(PRECISIONS)}")
+        if not self.buffer_mb >= 0:
+            raise ConfigError(f"statistics buffer_mb must be ≥ 0, got {self.buffer_mb}")
 
     @property
     def track_cov(self) -> bool:
@@ -204,19 +214,48 @@ class ActivationStats:
 
     @torch.no_grad()
     def add(self, step: int, site: str, x: Tensor, mask: Tensor | None = None) -> None:
-        """Aggregate one call's activations x [B, T, D] at (step, site) and fold them in."""
+        """Aggregate one call's activations x [B, T, D] at (step, site) and fold them in (or hold them back
+        until the site has D rows; see `buffer_mb`)."""
         rows = aggregate(x, self.aggregation, mask)
         key = (int(step), site)
         if key not in self.moments:
             self.moments[key] = Moments(rows.shape[-1], self.track_cov, self.precision)
-        self.moments[key].update(rows)
+        m = self.moments[key]
+        if rows.shape[-1] != m.dim:
+            raise ShapeMismatchError(f"statistics rows of {site} must be [N, {m.dim}], got {list(rows.shape)}")
+        size = rows.numel() * rows.element_size()
+        if not self.track_cov or rows.shape[0] >= m.dim or size > self.buffer_mb * 2**20:
+            self._flush(key)
+            m.update(rows)
+            return
+        if self._pending_bytes + size > self.buffer_mb * 2**20:
+            self.flush()
+        pending = self._pending.setdefault(key, [])
+        pending.append(rows.detach().clone())  # a copy: the model may reuse the buffer it returned
+        self._pending_bytes += size
+        if sum(r.shape[0] for r in pending) >= m.dim:
+            self._flush(key)
+
+    def _flush(self, key: tuple[int, str]) -> None:
+        pending = self._pending.pop(key, None)
+        if pending:
+            self._pending_bytes -= sum(r.numel() * r.element_size() for r in pending)
+            self.moments[key].update(torch.cat(pending))  # one batch: [ΣN, D]
+
+    def flush(self) -> None:
+        """Fold every held-back row into its site's moments."""
+        for key in list(self._pending):
+            self._flush(key)
 
     def merge(self, other: "ActivationStats") -> "ActivationStats":
         """Exact union of two shards (same kind and aggregation); keys present in one shard only are kept."""
         if (other.kind, other.aggregation) != (self.kind, self.aggregation):
             raise ConfigError(f"cannot merge {self.kind}/{self.aggregation} statistics with "
                               f"{other.kind}/{other.aggregation}")
-        out = ActivationStats(self.kind, self.aggregation, dict(self.meta), precision=self.precision)
+        self.flush()
+        other.flush()
+        out = ActivationStats(self.kind, self.aggregation, dict(self.meta), precision=self.precision,
+                              buffer_mb=self.buffer_mb)
         for key in sorted(set(self.moments) | set(other.moments)):
             a, b = self.moments.get(key), other.moments.get(key)
             if a is None or b is None:  # merging with an empty Moments makes an independent copy
@@ -245,6 +284,7 @@ class ActivationStats:
         return step
 
     def _get(self, step: int, site: str) -> Moments:
+        self.flush()
         key = (self.step_for(step), site)
         if key not in self.moments:
             raise ShapeMismatchError(f"statistics have no site '{site}' (they hold {', '.join(self.sites)})")

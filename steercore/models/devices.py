@@ -10,6 +10,11 @@ drops a flock when its holder dies, so a crashed or killed job never leaks a dev
 
 Call it before CUDA is initialised in the process (CUDA reads CUDA_VISIBLE_DEVICES only once), from a job's
 own process (a `script:`), never from Snakemake's process (`run:`), whose environment all jobs share.
+
+Every hold is logged on stderr (the job's log): the id, the pool, and when it was taken and given back, so a
+run's logs show which job ran on which GPU and when. `cpu=True` rehearses the schedule on a machine without
+GPUs: the job holds an id exactly as on a GPU machine but runs on the CPU (workflow: `device: cpu` with
+`STEERFLOW_GPUS` set).
 """
 
 from __future__ import annotations
@@ -82,9 +87,15 @@ def _no_pool_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _log(what: str, at: float) -> None:
+    """One line on the job's log; the epoch time lets a reader line up the holds of concurrent jobs."""
+    stamp = time.strftime("%H:%M:%S", time.localtime(at))
+    print(f"device pool: pid {os.getpid()} {what} at {stamp} ({at:.3f})", file=sys.stderr, flush=True)
+
+
 @contextmanager
 def acquire_device(devices: Sequence[str] | str | None = None, lock_dir: str | os.PathLike | None = None,
-                   timeout: float | None = None, poll: float = 0.2) -> Iterator[str]:
+                   timeout: float | None = None, poll: float = 0.2, cpu: bool = False) -> Iterator[str]:
     """Hold one free device of the pool for the duration of the block and make it the only visible GPU.
 
     devices: ids (list or "0,1" string); default `$STEERFLOW_GPUS`. Empty → no pool: nothing is locked,
@@ -92,15 +103,16 @@ def acquire_device(devices: Sequence[str] | str | None = None, lock_dir: str | o
         Inside a SLURM job the pool is also bypassed: SLURM has already set CUDA_VISIBLE_DEVICES.
     lock_dir: where the per-device lock files live; all jobs of a machine must use the same one.
     timeout: seconds to wait for a free device (None: wait as long as it takes).
-    Yields the torch device string: "cuda:0", the single GPU the job can see.
+    cpu: hold the id but run on the CPU (a rehearsal of the schedule; with no pool: "cpu").
+    Yields the torch device string: "cuda:0", the single GPU the job can see ("cpu" when `cpu`).
     """
     ids = configured_devices(devices if isinstance(devices, str) else ",".join(devices)) \
         if devices is not None else configured_devices()
     if not ids or "SLURM_JOB_ID" in os.environ:
-        yield _no_pool_device()
+        yield "cpu" if cpu else _no_pool_device()
         return
     torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_initialized():
+    if not cpu and torch is not None and torch.cuda.is_initialized():
         raise SteerError("acquire_device(): CUDA is already initialised in this process, so it would ignore "
                          f"{VISIBLE_VAR}; call acquire_device() before any tensor is put on a GPU")
 
@@ -125,9 +137,12 @@ def acquire_device(devices: Sequence[str] | str | None = None, lock_dir: str | o
 
     previous = os.environ.get(VISIBLE_VAR)
     os.environ[VISIBLE_VAR] = device
+    since = time.time()
+    _log(f"holds GPU id {device} of {','.join(ids)}" + (" (rehearsal: running on the CPU)" if cpu else ""), since)
     try:
-        yield "cuda:0"
+        yield "cpu" if cpu else "cuda:0"
     finally:
+        _log(f"released GPU id {device} after {time.time() - since:.1f} s", time.time())
         if previous is None:
             os.environ.pop(VISIBLE_VAR, None)
         else:

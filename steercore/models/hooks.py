@@ -324,3 +324,4 @@ def collect_statistics(target, stats: ActivationStats, *, llm_site: str = "self_
 
     with torch.no_grad(), _attached(target, read, state, llm_site=llm_site, sites=sites):
         yield stats
+    stats.flush()  # rows held back for one larger product (ActivationStats.buffer_mb) are folded in now

@@ -62,13 +62,17 @@ def check_device(spec: str) -> None:
 def job_device(spec: str = "auto", threads: int | None = None):
     """Yield the device for this job (a `JobDevice` string): `auto` takes a GPU from the local pool
     (profiles/local-gpus), the one SLURM gave, any visible GPU, else the CPU; anything else is checked
-    against this machine (one line naming the `device` key if it cannot be used) and used as given."""
+    against this machine (one line naming the `device` key if it cannot be used) and used as given.
+    `cpu` with a pool configured (`STEERFLOW_GPUS`) still holds one id of it for the job's whole run: the
+    local-gpus schedule rehearsed on a machine without GPUs, its logs saying which job held which id."""
+    from steercore.models.devices import acquire_device, configured_devices
+
     if threads:
         torch.set_num_threads(threads)
     if spec == "auto":
-        from steercore.models.devices import acquire_device
-
         ctx = acquire_device()
+    elif spec == "cpu" and configured_devices():
+        ctx = acquire_device(cpu=True)
     else:
         check_device(spec)
         ctx = nullcontext(spec)

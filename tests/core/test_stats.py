@@ -1,4 +1,4 @@
-"""Streaming statistics: the Chan update, shard merges and the three aggregation modes."""
+"""Streaming statistics: the Chan update, shard merges, the three aggregation modes and held-back small calls."""
 
 import pytest
 import torch
@@ -150,3 +150,63 @@ def test_precision_is_checked_and_survives_merges():
     b.add(0, "s", torch.randn(4, 3))
     merged = a.merge(b)
     assert merged.precision == "float64" and merged.moments[(0, "s")].precision == "float64"
+
+
+def _calls(n_calls, rows, D, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [(1e3 + torch.randn(rows, D, generator=g, dtype=f64) * torch.logspace(-2, 0, D, dtype=f64))
+            .to(torch.float32) for _ in range(n_calls)]
+
+
+def test_small_calls_are_held_back_until_a_site_has_D_rows_then_folded_in_as_one_batch(monkeypatch):
+    D, calls = 16, _calls(10, 3, 16)
+    updates = []
+    real = Moments.update
+    monkeypatch.setattr(Moments, "update", lambda self, X: (updates.append(X.shape[0]), real(self, X))[1])
+    stats = ActivationStats("neutral", "all")
+    for X in calls:
+        stats.add(0, "s", X)
+    assert updates == [18]  # six calls of 3 rows reach D = 16; the last four wait
+    mean, cov = stats.mean(0, "s"), stats.cov(0, "s")  # a reader folds them in
+    assert updates == [18, 12] and stats.count(0, "s") == 30
+    # the same two batches through Moments give the same bits, and the float64 pass to the issue's bound
+    grouped = Moments(D)
+    grouped.update(torch.cat(calls[:6]))
+    grouped.update(torch.cat(calls[6:]))
+    assert torch.equal(mean, grouped.mean) and torch.equal(cov, grouped.cov)
+    exact = Moments(D, precision="float64")
+    exact.update(torch.cat(calls))
+    assert rel(cov, exact.cov) <= 1e-6
+
+
+def test_buffer_mb_zero_folds_every_call_in_at_once_and_the_budget_bounds_held_rows():
+    calls = _calls(5, 3, 16)
+    unbuffered, per_call = ActivationStats("neutral", "all", buffer_mb=0), Moments(16)
+    for X in calls:
+        unbuffered.add(0, "s", X)
+        per_call.update(X)
+        assert not unbuffered._pending
+    assert torch.equal(unbuffered.cov(0, "s"), per_call.cov)
+    # 3 rows × 16 float32 = 192 bytes a call; a budget of 500 bytes holds two calls over all sites, never three
+    tight = ActivationStats("neutral", "all", buffer_mb=500 / 2**20)
+    for i, X in enumerate(calls * 2):
+        tight.add(0, f"site{i % 3}", X)
+        assert tight._pending_bytes <= 500
+    assert sum(tight.count(0, f"site{i}") for i in range(3)) == 30
+    with pytest.raises(ConfigError, match="buffer_mb"):
+        ActivationStats(buffer_mb=-1)
+
+
+def test_held_back_rows_reach_the_file_and_merges(tmp_path):
+    from steercore import load_stats, save_stats
+
+    a, b = ActivationStats("neutral", "all"), ActivationStats("neutral", "all")
+    for X in _calls(3, 2, 8):
+        a.add(0, "s", X)
+        b.add(0, "s", X + 1)
+    assert a._pending  # 6 rows < D = 8: nothing folded in yet
+    save_stats(a, tmp_path / "a.safetensors")
+    assert load_stats(tmp_path / "a.safetensors").count(0, "s") == 6
+    assert a.merge(b).count(0, "s") == 12
+    with pytest.raises(ShapeMismatchError, match=r"rows of s must be \[N, 8\]"):
+        a.add(0, "s", torch.zeros(2, 9))
