@@ -255,7 +255,7 @@ class Experiment:
     def vectors_id(self) -> str:
         """Identifies concept-mean files: prompts, sample count, aggregation, steps, site kind (short hash)."""
         v = self.cfg["vectors"]
-        # keys without a default enter the hash only when set, so the files of presets that never set them keep their ids
+        # keys without a default enter the hash only when set: presets that never set them keep their files' ids
         optional = {k: v[k] for k in ("seeds_per_prompt", "seed") if k in v} | \
             ({"dtype": self.cfg["dtype"]} if self.cfg.get("dtype") else {})
         key = json.dumps([self.vector_prompts, v["samples"], v["aggregation"], self.cfg["cov"]["per_step"],
@@ -663,7 +663,8 @@ def _check_semantics(exp: Experiment, where: str, root: Path) -> None:
     if cfg["kind"] == "switch" and not cfg["target"]:
         raise ConfigError(f"{where}: target: a switch experiment needs a target concept")
     if cfg.get("cfg_halves") == "both" and exp.model_kind == "lm":
-        raise ConfigError(f"{where}: cfg_halves: {cfg['model']} is a language model; CFG halves are a diffusion setting")
+        raise ConfigError(f"{where}: cfg_halves: {cfg['model']} is a language model; CFG halves are a diffusion "
+                          "setting")
     if cfg["target"] is not None and (cfg["target"] == cfg["source"] or exp.word(cfg["target"]) == exp.word(cfg["source"])):
         raise ConfigError(f"{where}: target: '{cfg['target']}' is the source concept too; steering a concept "
                           "onto itself does nothing; choose another target")

@@ -255,7 +255,8 @@ def _attached(target, fn: SiteFn, state: CallState, *, llm_site: str, sites=None
         else:
             track_language_model(language_model_of(target), state, patches)
         for site in chosen:
-            patches.handles.append(site.module.register_forward_hook(_site_hook(site, state, fn, diffusion, cfg_halves)))
+            hook = _site_hook(site, state, fn, diffusion, cfg_halves)
+            patches.handles.append(site.module.register_forward_hook(hook))
         yield state
     finally:
         patches.remove()
@@ -271,8 +272,9 @@ def attach_steering(target, plan: SteeringPlan, strength: Strength = 1.0, *, llm
 
     strength: a float, or a tensor [N] with one strength per produced sample (diffusion: prompts ×
     images per prompt in output order; LLM: batch rows). Under batched CFG only the conditional half is
-    steered, or both halves with cfg_halves="both" (each unconditional row at its sample's strength). Step k of a generation uses plan.map_for(k, site). steer_only_up skips the UNet `down` blocks;
-    generated_only (LLMs) leaves the prompt (prefill) unsteered. Yields the live `CallState` (step, CFG flag).
+    steered, or both halves with cfg_halves="both" (each unconditional row at its sample's strength). Step k
+    of a generation uses plan.map_for(k, site). steer_only_up skips the UNet `down` blocks; generated_only
+    (LLMs) leaves the prompt (prefill) unsteered. Yields the live `CallState` (step, CFG flag).
     """
     check_strength(strength)
     if generated_only and is_pipeline(target):
@@ -280,7 +282,8 @@ def attach_steering(target, plan: SteeringPlan, strength: Strength = 1.0, *, llm
     if cfg_halves not in CFG_HALVES:
         raise ConfigError(f"cfg_halves must be one of {', '.join(CFG_HALVES)}, got {cfg_halves!r}")
     if cfg_halves != "conditional" and not is_pipeline(target):
-        raise ConfigError("cfg_halves applies to diffusion pipelines (classifier-free guidance), not to language models")
+        raise ConfigError("cfg_halves applies to diffusion pipelines (classifier-free guidance), "
+                          "not to language models")
     if isinstance(strength, Tensor) and strength.ndim > 1:
         raise ConfigError("strength must be a number or a 1-D tensor of per-sample strengths, "
                           f"got shape {list(strength.shape)}")
@@ -289,7 +292,7 @@ def attach_steering(target, plan: SteeringPlan, strength: Strength = 1.0, *, llm
         model_sites = [s for s in model_sites if not s.startswith("down.")]
     state = CallState()
     cache: dict = {"step": None, "maps": {}}
-    strengths: dict = {}  # per-sample strengths copied once per device, not once per hook call
+    strengths: dict = {}  # per-sample strengths copied once per device (and CFG layout), not once per hook call
 
     def steer(site: str, x: Tensor, mask: Tensor | None) -> Tensor | None:
         if generated_only and not state.decoding:
@@ -302,7 +305,7 @@ def attach_steering(target, plan: SteeringPlan, strength: Strength = 1.0, *, llm
             return None
         beta = strength
         if isinstance(strength, Tensor):
-            halves = 2 if cfg_halves == "both" and state.cfg and strength.ndim else 1  # [unconditional; conditional]
+            halves = 2 if cfg_halves == "both" and state.cfg and strength.ndim else 1  # rows [uncond; cond]
             beta = strengths.get((x.device, halves))
             if beta is None:
                 beta = strengths[(x.device, halves)] = strength.to(x.device).repeat(halves)

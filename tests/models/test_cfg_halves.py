@@ -21,7 +21,7 @@ def first_noise_predictions(pipe, strength, **steer):
     """The UNet outputs [8, C, H, W] of one CFG step (rows: 4 unconditional, then 4 conditional), unsteered
     (strength None) or steered by a MidSteer plan at every site."""
     outputs = []
-    handle = pipe.unet.register_forward_hook(lambda m, a, out: outputs.append(out.sample.clone()))
+    handle = pipe.unet.register_forward_hook(lambda m, a, out: outputs.append((out[0] if isinstance(out, tuple) else out.sample).clone()))
     plan = tm.random_plan(find_sites(pipe), "midsteer")
     try:
         call = dict(prompt=PROMPTS, num_images_per_prompt=2, num_inference_steps=1, output_type="latent",
