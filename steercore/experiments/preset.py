@@ -248,14 +248,19 @@ class Experiment:
                  "perstep" if c["per_step"] else "step0"]
         if self.model_kind == "lm":
             parts.append(self.cfg["llm_site"])
+        if self.cfg.get("dtype"):
+            parts.append(self.cfg["dtype"])
         return "_".join(parts)
 
     def vectors_id(self) -> str:
         """Identifies concept-mean files: prompts, sample count, aggregation, steps, site kind (short hash)."""
         v = self.cfg["vectors"]
+        # keys without a default enter the hash only when set: presets that never set them keep their files' ids
+        optional = {k: v[k] for k in ("seeds_per_prompt", "seed") if k in v} | \
+            ({"dtype": self.cfg["dtype"]} if self.cfg.get("dtype") else {})
         key = json.dumps([self.vector_prompts, v["samples"], v["aggregation"], self.cfg["cov"]["per_step"],
                           self.cfg["llm_site"] if self.model_kind == "lm" else None, self.cfg["steps"],
-                          self.cfg["seed"]], sort_keys=True)
+                          self.cfg["seed"]] + ([optional] if optional else []), sort_keys=True)
         return hashlib.sha1(key.encode()).hexdigest()[:8]
 
 
@@ -341,7 +346,8 @@ class Experiment:
 # named by their own ids and listed in generation_settings); and those only a steered condition reads.
 _NOT_GENERATION = ("description", "methods", "strengths", "batch_size", "scorers", "pareto", "outputs_from", "pack",
                    "cov", "vectors", "stats_model")
-_STEERING_ONLY = ("kind", "identity_cov", "clip", "renormalize", "zero_mu", "only_up", "generated_only", "llm_site")
+_STEERING_ONLY = ("kind", "identity_cov", "clip", "renormalize", "zero_mu", "only_up", "generated_only", "llm_site",
+                  "cfg_halves")
 
 
 def configure(config: dict) -> None:
@@ -656,6 +662,9 @@ def _check_semantics(exp: Experiment, where: str, root: Path) -> None:
                               "it must have generated exactly what this experiment scores")
     if cfg["kind"] == "switch" and not cfg["target"]:
         raise ConfigError(f"{where}: target: a switch experiment needs a target concept")
+    if cfg.get("cfg_halves") == "both" and exp.model_kind == "lm":
+        raise ConfigError(f"{where}: cfg_halves: {cfg['model']} is a language model; CFG halves are a diffusion "
+                          "setting")
     if cfg["target"] is not None and (cfg["target"] == cfg["source"] or exp.word(cfg["target"]) == exp.word(cfg["source"])):
         raise ConfigError(f"{where}: target: '{cfg['target']}' is the source concept too; steering a concept "
                           "onto itself does nothing; choose another target")

@@ -59,11 +59,12 @@ def eval_prompts(exp: Experiment, concept: str) -> list[str]:
 
 
 def vector_prompts(exp: Experiment, concept: str) -> list[str]:
-    """Prompts whose activations average to the concept's mean vector, cycled up to vectors.samples."""
-    prompts = resolve(_sized(exp.vector_prompts, exp["vectors"]["samples"]), concept, exp.word(concept),
-                      seed=exp["seed"])
-    n = exp["vectors"]["samples"]
-    return [prompts[i % len(prompts)] for i in range(n)]
+    """Prompts whose activations average to the concept's mean vector: each prompt `vectors.seeds_per_prompt`
+    times in a row (so that it is generated with as many consecutive seeds), cycled up to vectors.samples."""
+    n, k = exp["vectors"]["samples"], exp["vectors"].get("seeds_per_prompt", 1)
+    prompts = resolve(_sized(exp.vector_prompts, -(-n // k)), concept, exp.word(concept), seed=exp["seed"])
+    repeated = [p for p in prompts for _ in range(k)]
+    return [repeated[i % len(repeated)] for i in range(n)]
 
 
 def _sized(spec, n: int):

@@ -12,6 +12,10 @@ experiments feed it (experiment names never contain '-' or '+'):
                                        preservation (x of the Pareto figure) or the target's score
     covsize-{family}                   covariance-size ablation over the members of a sweep family that sweeps
                                        cov.samples (config/experiments/{family}.yaml)
+    leaderboard-{exp}[+{exp2}...]      a switch's leaderboard (steercore.figures.leaderboard): per method ×
+                                       strength, source → target rates, target kept, unrelated unchanged and
+                                       preservation; several presets of the same prompts share one (e.g. the
+                                       hogs benchmark and its seed on one split). Built by name only.
 
 Families and clip twins come from the presets' declarations (`sweep:`, `twin_of:`), never from their names.
 """
@@ -25,6 +29,7 @@ from pathlib import Path
 from steercore.core.errors import ConfigError
 from steercore.experiments.preset import ROOT, Experiment, list_experiments, list_families, load_experiment
 from steercore.figures.labels import count_label, experiment_title
+from steercore.figures.leaderboard import check_comparable
 from steercore.figures.pareto import PARETO_X
 from steercore.figures.scores import has_scores
 
@@ -34,7 +39,7 @@ _NAME = r"[A-Za-z0-9_]+"
 
 
 ARTEFACT_PATTERN = (rf"table-{_NAME}(\+{_NAME})*|pareto-{_NAME}-({'|'.join(PARETO_X)})|"
-                    rf"response-{_NAME}-({'|'.join(RESPONSE_VERSUS)})|covsize-{_NAME}")
+                    rf"response-{_NAME}-({'|'.join(RESPONSE_VERSUS)})|covsize-{_NAME}|leaderboard-{_NAME}(\+{_NAME})*")
 
 
 @dataclass(frozen=True)
@@ -42,8 +47,8 @@ class Artefact:
     """A paper figure or table, parsed from its name (see the module docstring)."""
 
     name: str
-    kind: str  # table | pareto | response | covsize
-    subjects: tuple[str, ...]  # experiments (table: one or more; pareto, response: one) or the covsize family
+    kind: str  # table | pareto | response | covsize | leaderboard
+    subjects: tuple[str, ...]  # experiments (table, leaderboard: one or more; pareto, response: one) or the covsize family
     option: str | None = None  # the Pareto x axis or the response plot's x
 
     @classmethod
@@ -51,9 +56,9 @@ class Artefact:
         if not re.fullmatch(ARTEFACT_PATTERN, name):
             raise ConfigError(f"'{name}' is not a paper artefact; names are table-<exp>[+<exp>...], "
                               f"pareto-<exp>-<{'|'.join(PARETO_X)}>, response-<exp>-<{'|'.join(RESPONSE_VERSUS)}>, "
-                              "covsize-<family>")
+                              "covsize-<family>, leaderboard-<exp>[+<exp>...]")
         kind, _, rest = name.partition("-")
-        if kind == "table":
+        if kind in ("table", "leaderboard"):
             return cls(name, kind, tuple(rest.split("+")))
         if kind == "covsize":
             return cls(name, kind, (rest,))
@@ -65,6 +70,8 @@ class Artefact:
         if self.kind == "covsize":
             return covsize_family(self.subjects[0], root)
         exps = [load_experiment(s, root) for s in self.subjects]
+        if self.kind == "leaderboard":
+            check_comparable(exps)
         if self.kind == "response" and self.option == "target" and exps[0]["kind"] != "switch":
             raise ConfigError(f"{self.name}: experiment {exps[0].name} erases a concept; it has no target score "
                               "to plot against (use response-<exp>-strength or -preservation)")
@@ -75,6 +82,9 @@ class Artefact:
         exp = exps[0]
         if self.kind == "table":
             return "Concept scores and preservation of " + ", ".join(e.name for e in exps) + "."
+        if self.kind == "leaderboard":
+            return (f"Leaderboard of {', '.join(e.name for e in exps)}: {exp['source']} → {exp['target']} rates, "
+                    f"{exp['target']} kept, unrelated unchanged and preservation, per method and strength.")
         if self.kind == "pareto":
             res_x = "preservation on unrelated prompts" if self.option == "unrelated_preservation" else \
                 "the unrelated concepts' own scores"

@@ -11,6 +11,7 @@ from steercore.experiments.preset import ROOT, results_dir
 from steercore.figures.artefacts import ARTEFACT_SUFFIXES, Artefact
 from steercore.figures.covsize import covsize_figure
 from steercore.figures.labels import experiment_title, tex
+from steercore.figures.leaderboard import leaderboard_grid
 from steercore.figures.pareto_plot import pareto_figure
 from steercore.figures.response import response_figure
 from steercore.figures.score_grid import experiment_grid_table, grid_latex, table_figure
@@ -22,6 +23,8 @@ def draw(art: Artefact, root: Path = ROOT, *, require_all: bool = True) -> Figur
     """The figure (a table is drawn as a table). With require_all=False a covariance-size ablation shows
     the members that have scores (a notebook reading whatever results exist)."""
     exps = art.experiments(root)
+    if art.kind == "leaderboard":
+        return table_figure([leaderboard_grid(exps, root)])
     if not require_all:
         exps = [e for e in exps if has_scores(e.name, root)] or exps
     scores = [load_scores(e, root) for e in exps]
@@ -38,6 +41,8 @@ def latex(art: Artefact, root: Path = ROOT) -> str:
     """A table: the booktabs tables, one per experiment. A figure: a LaTeX figure include with a caption."""
     if art.kind == "table":
         return "\n".join(grid_latex(experiment_grid_table(load_scores(e, root))) for e in art.experiments(root))
+    if art.kind == "leaderboard":
+        return grid_latex(leaderboard_grid(art.experiments(root), root))
     return ("\\begin{figure}[t]\n\\centering\n"
             f"\\includegraphics[width=\\linewidth]{{results/paper/{art.name}.pdf}}\n"
             f"\\caption{{{tex(art.caption(root))}}}\n\\label{{fig:{art.name}}}\n\\end{{figure}}\n")

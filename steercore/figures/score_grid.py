@@ -61,7 +61,7 @@ def grid_latex(grid: ScoreGrid) -> str:
     for i, (name, beta, cells) in enumerate(grid.rows):
         if i and name != grid.rows[i - 1][0]:
             lines.append("\\midrule")
-        lines.append(f"{name} & {beta} & " + " & ".join(cells) + " \\\\")
+        lines.append(f"{tex(name)} & {beta} & " + " & ".join(cells) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}", f"\\caption{{{tex(grid.caption)}}}", "\\end{table}", ""]
     return "\n".join(lines)
 

@@ -7,7 +7,8 @@ not its processor. What they share is the *call state* that a site hook needs:
 - diffusion: the step index (the number of `scheduler.step` calls since the pipeline's `set_timesteps`,
   i.e. the pipeline's loop index, reset per generation), whether this denoiser call runs batched CFG
   (the pipeline's `do_classifier_free_guidance`, else the flag its `encode_prompt` received) — then only the
-  second, conditional half of the batch is touched — and the text length of the call (FLUX single blocks);
+  second, conditional half of the batch is touched unless steering asks for both halves (`cfg_halves`) — and
+  the text length of the call (FLUX single blocks);
 - LLMs: the attention mask of the current positions (padding is neither steered nor counted) and whether
   the call decodes new tokens (a non-empty KV cache; for `generated_only`).
 
@@ -190,14 +191,21 @@ def track_language_model(model: nn.Module, state: CallState, patches: Patches) -
 # ------------------------------------------------------------------------------------------ site hooks
 
 
-def _site_hook(site: Site, state: CallState, fn: SiteFn, diffusion: bool):
+CFG_HALVES = ("conditional", "both")
+"""Which halves of a CFG batch steering touches: the conditional one (default), or both as the steering-hogs
+seed did (then a separate negative-prompt call, FLUX's true CFG, is steered too)."""
+
+
+def _site_hook(site: Site, state: CallState, fn: SiteFn, diffusion: bool, cfg_halves: str = "conditional"):
     layout = site.layout
+    both = cfg_halves == "both"
 
     def hook(module, args, output):
-        if state.skip:
+        if state.skip and not both:
             return None
         x = output[0] if layout == "first" else output  # [B, T, D]
-        lo = x.shape[0] // 2 if (diffusion and state.cfg) else 0  # CFG batch = [unconditional; conditional]
+        # CFG batch = [unconditional; conditional]
+        lo = x.shape[0] // 2 if (diffusion and state.cfg and not both) else 0
         t0 = state.text_len if layout == "image_tail" else 0
         part = x[lo:, t0:] if (lo or t0) else x
         new = fn(site.name, part, None if diffusion else state.mask)
@@ -235,7 +243,8 @@ def _check_not_compiled(module: nn.Module) -> None:
 
 
 @contextmanager
-def _attached(target, fn: SiteFn, state: CallState, *, llm_site: str, sites=None) -> Iterator[CallState]:
+def _attached(target, fn: SiteFn, state: CallState, *, llm_site: str, sites=None,
+              cfg_halves: str = "conditional") -> Iterator[CallState]:
     patches = Patches()
     diffusion = is_pipeline(target)
     _check_not_compiled(denoiser_of(target) if diffusion else language_model_of(target))
@@ -246,7 +255,8 @@ def _attached(target, fn: SiteFn, state: CallState, *, llm_site: str, sites=None
         else:
             track_language_model(language_model_of(target), state, patches)
         for site in chosen:
-            patches.handles.append(site.module.register_forward_hook(_site_hook(site, state, fn, diffusion)))
+            hook = _site_hook(site, state, fn, diffusion, cfg_halves)
+            patches.handles.append(site.module.register_forward_hook(hook))
         yield state
     finally:
         patches.remove()
@@ -257,17 +267,23 @@ def _attached(target, fn: SiteFn, state: CallState, *, llm_site: str, sites=None
 
 @contextmanager
 def attach_steering(target, plan: SteeringPlan, strength: Strength = 1.0, *, llm_site: str = "self_attn",
-                    steer_only_up: bool = False, generated_only: bool = False):
+                    steer_only_up: bool = False, generated_only: bool = False, cfg_halves: str = "conditional"):
     """Steer every call of `target` (a pipeline or causal LM) inside the block with `plan` at `strength`.
 
     strength: a float, or a tensor [N] with one strength per produced sample (diffusion: prompts ×
     images per prompt in output order; LLM: batch rows). Under batched CFG only the conditional half is
-    steered. Step k of a generation uses plan.map_for(k, site). steer_only_up skips the UNet `down` blocks;
-    generated_only (LLMs) leaves the prompt (prefill) unsteered. Yields the live `CallState` (step, CFG flag).
+    steered, or both halves with cfg_halves="both" (each unconditional row at its sample's strength). Step k
+    of a generation uses plan.map_for(k, site). steer_only_up skips the UNet `down` blocks; generated_only
+    (LLMs) leaves the prompt (prefill) unsteered. Yields the live `CallState` (step, CFG flag).
     """
     check_strength(strength)
     if generated_only and is_pipeline(target):
         raise ConfigError("generated_only applies to language models, not to diffusion pipelines")
+    if cfg_halves not in CFG_HALVES:
+        raise ConfigError(f"cfg_halves must be one of {', '.join(CFG_HALVES)}, got {cfg_halves!r}")
+    if cfg_halves != "conditional" and not is_pipeline(target):
+        raise ConfigError("cfg_halves applies to diffusion pipelines (classifier-free guidance), "
+                          "not to language models")
     if isinstance(strength, Tensor) and strength.ndim > 1:
         raise ConfigError("strength must be a number or a 1-D tensor of per-sample strengths, "
                           f"got shape {list(strength.shape)}")
@@ -276,7 +292,7 @@ def attach_steering(target, plan: SteeringPlan, strength: Strength = 1.0, *, llm
         model_sites = [s for s in model_sites if not s.startswith("down.")]
     state = CallState()
     cache: dict = {"step": None, "maps": {}}
-    strengths: dict = {}  # per-sample strengths copied once per device, not once per hook call
+    strengths: dict = {}  # per-sample strengths copied once per device (and CFG layout), not once per hook call
 
     def steer(site: str, x: Tensor, mask: Tensor | None) -> Tensor | None:
         if generated_only and not state.decoding:
@@ -289,13 +305,14 @@ def attach_steering(target, plan: SteeringPlan, strength: Strength = 1.0, *, llm
             return None
         beta = strength
         if isinstance(strength, Tensor):
-            beta = strengths.get(x.device)
+            halves = 2 if cfg_halves == "both" and state.cfg and strength.ndim else 1  # rows [uncond; cond]
+            beta = strengths.get((x.device, halves))
             if beta is None:
-                beta = strengths[x.device] = strength.to(x.device)
+                beta = strengths[(x.device, halves)] = strength.to(x.device).repeat(halves)
         new = m.edit(x, beta)
         return new if mask is None else torch.where(mask.unsqueeze(-1), new, x)
 
-    with _attached(target, steer, state, llm_site=llm_site, sites=model_sites):
+    with _attached(target, steer, state, llm_site=llm_site, sites=model_sites, cfg_halves=cfg_halves):
         yield state
 
 

@@ -53,15 +53,17 @@ def experiment_samples(exp: Experiment) -> list[Sample]:
 
 
 def generate_images(pipe, samples: list[Sample], strengths: list[float] | None, *, steps: int, guidance: float,
-                    plan: SteeringPlan | None = None, only_up: bool = False) -> list:
-    """PIL images for `samples`, steered by `plan` with per-sample `strengths` (None: unsteered)."""
+                    plan: SteeringPlan | None = None, only_up: bool = False, cfg_halves: str = "conditional") -> list:
+    """PIL images for `samples`, steered by `plan` with per-sample `strengths` (None: unsteered); cfg_halves:
+    which halves of the CFG batch are steered (see attach_steering)."""
     device = getattr(pipe, "device", torch.device("cpu"))
     gens = [torch.Generator(device).manual_seed(s.seed) for s in samples]
     call = dict(prompt=[s.prompt for s in samples], num_inference_steps=steps, guidance_scale=guidance,
                 generator=gens)
     if plan is None:
         return pipe(**call).images
-    with attach_steering(pipe, plan, torch.tensor(strengths, dtype=torch.float32), steer_only_up=only_up):
+    with attach_steering(pipe, plan, torch.tensor(strengths, dtype=torch.float32), steer_only_up=only_up,
+                         cfg_halves=cfg_halves):
         return pipe(**call).images
 
 
@@ -186,7 +188,8 @@ def run_generation(exp: Experiment, target, out_dir: Path, plans: dict[str, Stee
                     write_text_atomic(s.path(out_dir, cond, ext), text + "\n")
             else:
                 images = generate_images(target, batch, strengths, steps=steps, guidance=guidance,
-                                         plan=plan if strengths else None, only_up=exp["only_up"])
+                                         plan=plan if strengths else None, only_up=exp["only_up"],
+                                         cfg_halves=exp.cfg.get("cfg_halves", "conditional"))
                 for (cond, s), image in zip(chunk, images):
                     save_png(image, s.path(out_dir, cond, ext))
             bar.update(len(chunk))
@@ -224,7 +227,7 @@ def generate_unit(exp: Experiment, conditions: list[Condition], out_dir: Path, m
     folder `out_dir`, write the job's manifest (paths relative to `out_dir`) last. Returns its row count."""
     spec = resolve_spec(exp["model"])
     plans = experiment_plans(exp, root, sorted({c.method for c in conditions}))
-    target = load_model(exp["model"], device=device)
+    target = load_model(exp["model"], device=device, dtype=exp.cfg.get("dtype"))
     steps = exp["steps"] or spec.steps
     guidance = spec.guidance if exp["guidance"] is None else exp["guidance"]
     rows = run_generation(exp, target, out_dir, plans, steps=steps, guidance=guidance, conditions=conditions)

@@ -14,7 +14,7 @@ def collect(exp: Experiment, texts: list[str], stats: ActivationStats, *, seed: 
     diffusion model is generated with seed + i)."""
     name = exp.stats_model
     spec = resolve_spec(name)
-    target = load_model(name, device=device)
+    target = load_model(name, device=device, dtype=exp.cfg.get("dtype"))
     if spec.kind == "lm":
         model, tok = target
         return collect_lm(model, tok, texts, stats, model_name=name, llm_site=exp["llm_site"],
