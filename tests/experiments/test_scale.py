@@ -125,8 +125,8 @@ def test_a_bad_scale_is_refused_in_one_line(bad):
     assert check_scale(0.25) == 0.25 and check_scale(1) == 1.0
 
 
-def dry_run_jobs(*args) -> list[tuple[str, str]]:
-    """(rule, wildcards other than the statistics ids) of every job `snakemake -n` lists."""
+def dry_run_jobs(*args) -> tuple[list[tuple[str, str]], str]:
+    """(rule, wildcards other than the statistics ids) of every job `snakemake -n` lists, and its output."""
     res = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", *args], cwd=ROOT,
                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
@@ -137,11 +137,13 @@ def dry_run_jobs(*args) -> list[tuple[str, str]]:
             wildcards = re.search(r"wildcards: (.*)", block)
             kept = [w for w in (wildcards[1].split(", ") if wildcards else []) if not w.startswith(("covid=", "vecid="))]
             jobs.append((rule[1], ", ".join(kept)))
-    return sorted(jobs)
+    return sorted(jobs), res.stdout
 
 
 def test_the_scaled_dag_lists_the_same_jobs():
     target = "results/pareto/sdxl_dogs_cats.pdf"
-    full = dry_run_jobs(target)
-    assert len([j for j in full if j[0] == "generate"]) == 22
-    assert dry_run_jobs("--config", "scale=0.01", target) == full
+    full, full_listing = dry_run_jobs(target)
+    assert len([j for j in full if j[0] == "generate"]) == 22 and "_x0p01" not in full_listing
+    small, listing = dry_run_jobs(target, "--config", "scale=0.01")
+    assert small == full
+    assert "results/cov/sdxl-turbo/relaion_n500_all_step0_x0p01.safetensors" in listing  # the scale did apply
