@@ -40,14 +40,14 @@ extends: ci                    # Steerflow's own preset: not in this project's f
 description: The ci run with a stronger second strength and this project's own red prompts.
 strengths: [1, 3]
 prompts:
-  source: {file: prompts/shapes.txt}
+  source: {file: prompts/shapes.txt, generator: null, n: null}   # null drops ci's generated prompts
 """
 
 PROMPTS = "# the source prompts; {} is the concept's word\na {} circle on the left\na large {} square\n"
 
 
 def foreign_project(root: Path) -> Path:
-    (root / "config").mkdir()
+    (root / "config").mkdir(parents=True)
     (root / "presets").mkdir()
     (root / "prompts").mkdir()
     (root / "Snakefile").write_text(SNAKEFILE.format(snakefile=str(STEERFLOW / "Snakefile")))
@@ -87,9 +87,10 @@ def test_a_foreign_project_modules_steerflow_and_runs_its_own_preset(tmp_path):
     dry = snakemake(project, "-n", "out/pareto/testbed_red_blue.pdf")
     assert "steerflow_generate" in dry and "out/generate/testbed_red_blue/none-0/manifest.tsv" in dry
 
-    snakemake(project, "out/pareto/my_red_blue.pdf")
+    snakemake(project, "out/pareto/my_red_blue.pdf", "out/pareto/my_red_blue_grid.png")
     pdf = project / "out" / "pareto" / "my_red_blue.pdf"
     assert pdf.is_file() and pdf.read_bytes().startswith(b"%PDF")
+    assert (project / "out" / "pareto" / "my_red_blue_grid.png").read_bytes().startswith(b"\x89PNG")
     assert not (project / "results").exists(), "an output outside the project's results_dir"
 
     points = read_tsv(project / "out" / "pareto" / "my_red_blue.tsv", PARETO_POINTS)
