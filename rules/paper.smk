@@ -22,7 +22,7 @@ rule paper:
         python=PYTHON,
         script=script("paper"),
         presets=PRESET_ARGS,
-        out_dir=res("paper"),
+        out_dir=lambda w, output: os.path.dirname(output.pdf),
     log:
         log("paper", "{artefact}"),
     benchmark:
