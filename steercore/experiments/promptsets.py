@@ -54,15 +54,17 @@ def eval_prompts(exp: Experiment, concept: str) -> list[str]:
     """Test prompts of one concept of the experiment (source, target or an unrelated one)."""
     p = exp["prompts"]
     role = "source" if concept == exp["source"] else "target" if concept == exp["target"] else None
-    spec = p[role] if role else p["unrelated"][concept] if concept in p["unrelated"] else p["extra"][concept]
-    return resolve(spec, concept, exp.word(concept), seed=exp["seed"])
+    key = (role,) if role else ("unrelated" if concept in p["unrelated"] else "extra", concept)
+    spec = p[key[0]] if role else p[key[0]][concept]
+    return resolve(spec, concept, exp.word(concept), seed=exp["seed"], root=exp.root_of("prompts", *key))
 
 
 def vector_prompts(exp: Experiment, concept: str) -> list[str]:
     """Prompts whose activations average to the concept's mean vector: each prompt `vectors.seeds_per_prompt`
     times in a row (so that it is generated with as many consecutive seeds), cycled up to vectors.samples."""
     n, k = exp["vectors"]["samples"], exp["vectors"].get("seeds_per_prompt", 1)
-    prompts = resolve(_sized(exp.vector_prompts, -(-n // k)), concept, exp.word(concept), seed=exp["seed"])
+    prompts = resolve(_sized(exp.vector_prompts, -(-n // k)), concept, exp.word(concept), seed=exp["seed"],
+                      root=exp.root_of("vectors", "prompts"))
     repeated = [p for p in prompts for _ in range(k)]
     return [repeated[i % len(repeated)] for i in range(n)]
 
