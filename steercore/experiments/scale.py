@@ -7,7 +7,7 @@ scorers, `cov.shards` — does not change. The counts and their minima:
 | count | minimum |
 |---|---|
 | prompts of each prompt set (a list, a file's `limit`, a generator's `n`) | 1 |
-| `samples_per_prompt` | 1; 2 for images scored with FID/KID (they need two images per prompt set) |
+| `samples_per_prompt` | 1; 2 for images scored with FID/KID (they need two images per prompt set), or, where the preset asks for 1, two prompts per set |
 | `steps` of a diffusion model (its default when the preset has none) | 1 |
 | `max_new_tokens` of an LLM | 1 |
 | `cov.samples` | 2, and one per shard |
@@ -38,8 +38,9 @@ def check_scale(factor) -> float:
 
 
 def scaled_count(n: int, factor: float, minimum: int = 1) -> int:
-    """n × factor rounded up (after rounding away float noise: 100 × 0.07 is 7, not 8), at least `minimum`."""
-    return max(minimum, math.ceil(round(n * factor, 9)))
+    """n × factor rounded up (after rounding away float noise: 100 × 0.07 is 7, not 8), at least `minimum`
+    (or n, when the preset itself asks for fewer: scaling never raises a count)."""
+    return max(min(minimum, n), math.ceil(round(n * factor, 9)))
 
 
 def scale_preset(exp: Experiment, factor: float) -> Experiment:
@@ -48,17 +49,19 @@ def scale_preset(exp: Experiment, factor: float) -> Experiment:
     if factor == 1:
         return exp
     cfg = json.loads(json.dumps(exp.cfg))
+    images = exp.model_kind == "t2i"
+    # FID/KID need two images per prompt set: two samples of a prompt, or two prompts of one sample each
+    two = images and exp.preservation in ("fid", "kid")
+    cfg["samples_per_prompt"] = scaled_count(cfg["samples_per_prompt"], factor, 2 if two else 1)
+    least = 2 if two and cfg["samples_per_prompt"] < 2 else 1
     prompts = cfg["prompts"]
     for role in ("source", "target"):
         if role in prompts:
-            prompts[role] = _prompt_set(exp, ("prompts", role), prompts[role], factor)
+            prompts[role] = _prompt_set(exp, ("prompts", role), prompts[role], factor, least)
     for group in ("unrelated", "extra"):
         for concept, spec in prompts.get(group, {}).items():
-            prompts[group][concept] = _prompt_set(exp, ("prompts", group, concept), spec, factor)
+            prompts[group][concept] = _prompt_set(exp, ("prompts", group, concept), spec, factor, least)
 
-    images = exp.model_kind == "t2i"
-    cfg["samples_per_prompt"] = scaled_count(cfg["samples_per_prompt"], factor,
-                                             2 if images and exp.preservation in ("fid", "kid") else 1)
     if images:
         from steercore.models.registry import resolve_spec
 
@@ -70,16 +73,17 @@ def scale_preset(exp: Experiment, factor: float) -> Experiment:
     return replace(exp, cfg=cfg, scale=factor)
 
 
-def _prompt_set(exp: Experiment, key: tuple[str, ...], spec, factor: float):
-    """The first prompts of one prompt set (a list's, a file's via `limit`), or a generator asked for fewer."""
+def _prompt_set(exp: Experiment, key: tuple[str, ...], spec, factor: float, least: int = 1):
+    """The first prompts of one prompt set (a list's, a file's via `limit`), or a generator asked for fewer;
+    at least `least` of them."""
     if isinstance(spec, list):
-        return spec[:scaled_count(len(spec), factor)]
+        return spec[:scaled_count(len(spec), factor, least)]
     if "generator" in spec:
-        return {**spec, "n": scaled_count(spec.get("n", 8), factor)}
+        return {**spec, "n": scaled_count(spec.get("n", 8), factor, least)}
     from steercore.experiments.promptsets import read_lines
 
     try:
         lines = len(read_lines(exp.root_of(*key) / spec["file"]))
     except ConfigError:
         return spec  # a missing or empty file: the preset checks name it with its key
-    return {**spec, "limit": scaled_count(min(spec.get("limit", lines), lines), factor)}
+    return {**spec, "limit": scaled_count(min(spec.get("limit", lines), lines), factor, least)}
