@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from steercore.core.errors import ConfigError, ShapeMismatchError
+from steercore.core.linalg import NO_REGULARIZATION, Regularization
 from steercore.core.methods import SteeringMap, fit_method, get_method
 from steercore.core.stats import ActivationStats
 
@@ -50,11 +51,14 @@ def _on_cpu(m: SteeringMap) -> SteeringMap:
 def build_plan(method: str, source: ActivationStats, target: ActivationStats | None = None,
                neutral: ActivationStats | None = None, *, sites: list[str] | None = None,
                identity_cov: bool = False, clip: bool | None = None, renormalize: bool | None = None,
-               zero_mu: bool = False, device: str | torch.device | None = None) -> SteeringPlan:
+               zero_mu: bool = False, regularization: Regularization = NO_REGULARIZATION,
+               device: str | torch.device | None = None) -> SteeringPlan:
     """Fit `method` at every (step, site) of the source concept means.
 
     target=None erases the source (towards μ). Neutral statistics (μ, Σ) are needed by leace/midsteer;
     neutral statistics of a single step serve every step of the concept means. zero_mu sets μ = 0.
+    `regularization` regularises each Σ (`steercore.core.linalg.Regularization`, with the site's sample count
+    for OAS); the round-off cut-off follows the precision the neutral statistics were accumulated in.
 
     Maps are fitted one (step, site) at a time, in step order: one covariance [D, D] (and its `eigh`) is on
     `device` at once (a GPU makes the eigendecompositions fast; None fits where the statistics are), and
@@ -70,7 +74,7 @@ def build_plan(method: str, source: ActivationStats, target: ActivationStats | N
             continue
         s = m.mean
         t = target.mean(step, site) if target is not None else None
-        mu = sigma = None
+        mu = sigma = n = None
         if needs_neutral:
             if neutral is None:
                 raise ConfigError(f"{method} needs neutral statistics (the cov stage)")
@@ -79,12 +83,14 @@ def build_plan(method: str, source: ActivationStats, target: ActivationStats | N
                                          f"[{neutral.sites.get(site)}] in the neutral statistics")
             mu = neutral.mean(step, site) * (0 if zero_mu else 1)
             sigma = None if identity_cov else neutral.cov(step, site)
+            n = neutral.count(step, site)
             if target is None:
                 t = None  # erasure: the target is μ itself (after zero_mu, if set)
         if device is not None and sigma is not None:  # only a covariance is worth moving
             s, t, mu, sigma = (None if x is None else x.to(device) for x in (s, t, mu, sigma))
         fitted = fit_method(method, source=s, target=t, mu=mu, sigma=sigma, identity_cov=identity_cov,
-                            clip=clip, renormalize=renormalize)
+                            clip=clip, renormalize=renormalize, regularization=regularization, n=n,
+                            precision=neutral.precision if neutral is not None else "float32")
         del sigma  # this (step, site)'s covariance is freed before the next one is formed
         maps[(step, site)] = _on_cpu(fitted) if device is not None else fitted
     if not maps:

@@ -216,7 +216,9 @@ class ActivationStats:
         if (other.kind, other.aggregation) != (self.kind, self.aggregation):
             raise ConfigError(f"cannot merge {self.kind}/{self.aggregation} statistics with "
                               f"{other.kind}/{other.aggregation}")
-        out = ActivationStats(self.kind, self.aggregation, dict(self.meta), precision=self.precision)
+        # the merged Σ is as precise as its coarser part (this sets the round-off cut-off when it is whitened)
+        precision = "float64" if self.precision == other.precision == "float64" else "float32"
+        out = ActivationStats(self.kind, self.aggregation, dict(self.meta), precision=precision)
         for key in sorted(set(self.moments) | set(other.moments)):
             a, b = self.moments.get(key), other.moments.get(key)
             if a is None or b is None:  # merging with an empty Moments makes an independent copy
