@@ -341,7 +341,8 @@ class Experiment:
 # named by their own ids and listed in generation_settings); and those only a steered condition reads.
 _NOT_GENERATION = ("description", "methods", "strengths", "batch_size", "scorers", "pareto", "outputs_from", "pack",
                    "cov", "vectors", "stats_model")
-_STEERING_ONLY = ("kind", "identity_cov", "clip", "renormalize", "zero_mu", "only_up", "generated_only", "llm_site")
+_STEERING_ONLY = ("kind", "identity_cov", "clip", "renormalize", "zero_mu", "only_up", "generated_only", "llm_site",
+                  "llm_positions", "regularize")
 
 
 def configure(config: dict) -> None:

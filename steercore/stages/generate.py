@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from steercore.core.errors import ConfigError
 from steercore.core.files import atomic_path, load_stats, write_text_atomic
+from steercore.core.linalg import Regularization
 from steercore.core.methods import get_method
 from steercore.core.plan import SteeringPlan, build_plan
 from steercore.experiments.preset import Condition, Experiment
@@ -76,7 +77,8 @@ def save_png(image, path: Path) -> None:
 @torch.no_grad()
 def sample_answers(model, tokenizer, prompts: list[str], seeds: list[int], *, model_name: str, max_new_tokens: int,
                    temperature: float, plan: SteeringPlan | None = None, strengths: list[float] | None = None,
-                   llm_site: str = "self_attn", generated_only: bool = False) -> list[str]:
+                   llm_site: str = "self_attn", generated_only: bool = False,
+                   llm_positions: str | None = None) -> list[str]:
     """Decode answers for a left-padded batch, each row sampled with its own seeded generator.
 
     transformers' `generate` draws from one global RNG, so a row's answer would depend on its batch; this
@@ -91,7 +93,8 @@ def sample_answers(model, tokenizer, prompts: list[str], seeds: list[int], *, mo
     out = torch.full((B, max_new_tokens), tokenizer.pad_token_id, dtype=torch.long, device=device)
     done = torch.zeros(B, dtype=torch.bool, device=device)
     ctx = nullcontext() if plan is None else attach_steering(
-        model, plan, torch.tensor(strengths, dtype=torch.float32), llm_site=llm_site, generated_only=generated_only)
+        model, plan, torch.tensor(strengths, dtype=torch.float32), llm_site=llm_site, generated_only=generated_only,
+        llm_positions=llm_positions)
     with ctx:
         past, step_ids, step_mask = None, ids, mask
         for k in range(max_new_tokens):
@@ -181,7 +184,7 @@ def run_generation(exp: Experiment, target, out_dir: Path, plans: dict[str, Stee
                                        model_name=exp["model"], max_new_tokens=exp["max_new_tokens"],
                                        temperature=exp["temperature"], plan=plan if strengths else None,
                                        strengths=strengths, llm_site=exp["llm_site"],
-                                       generated_only=exp["generated_only"])
+                                       generated_only=exp["generated_only"], llm_positions=exp["llm_positions"])
                 for (cond, s), text in zip(chunk, texts):
                     write_text_atomic(s.path(out_dir, cond, ext), text + "\n")
             else:
@@ -206,7 +209,7 @@ def experiment_plans(exp: Experiment, root: Path, methods: list[str] | None = No
     target = load_stats(root / exp.vectors_path(exp["target"]), kind="concept") if exp["kind"] == "switch" else None
     return {m: build_plan(m, source, target, neutral, identity_cov=exp["identity_cov"],
                           clip=exp["clip"] or get_method(m).clip_default, renormalize=exp["renormalize"] or None,
-                          zero_mu=exp["zero_mu"])
+                          zero_mu=exp["zero_mu"], regularization=Regularization(**exp["regularize"]))
             for m in methods}
 
 
