@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import torch
 
 from steercore.core.errors import ConfigError, ShapeMismatchError
-from steercore.core.linalg import NO_REGULARIZATION, Regularization
+from steercore.core.linalg import NO_REGULARIZATION, Regularization, cutoff, regularized_covariance
 from steercore.core.methods import SteeringMap, fit_method, get_method
-from steercore.core.stats import ActivationStats
+from steercore.core.stats import ActivationStats, RowSample
 
 
 @dataclass(frozen=True)
@@ -97,3 +97,66 @@ def build_plan(method: str, source: ActivationStats, target: ActivationStats | N
         raise ConfigError(f"no site to steer: the concept means hold {', '.join(source.sites) or 'nothing'}"
                           + (f", the plan asked for {', '.join(sites)}" if sites else ""))
     return SteeringPlan(maps, method)
+
+
+# ---------------------------------------------------------------------------------------------- diagnostics
+
+
+@dataclass(frozen=True)
+class MapDiagnostics:
+    """What a fitted map will do, known before any generation (one per (step, site))."""
+
+    step: int
+    site: str
+    dim: int
+    samples: int | None
+    """Neutral rows behind Σ (None: the method reads no Σ)."""
+    condition_number: float | None
+    """λ_max/λ_min of the Σ the map was fitted with, over its support."""
+    effective_rank: float | None
+    """exp(−Σ pᵢ log pᵢ), pᵢ = λᵢ/Σλ (Roy & Vetterli): between 1 and D."""
+    u_norm: float
+    """‖u‖ of the edit x' = x − β·c·u (‖v‖ for an added vector)."""
+    move_mean: float
+    """Mean ‖Δx‖/‖x‖ at β = 1 over the held-out neutral rows (NaN without rows)."""
+    move_p95: float
+    """Its 95th percentile."""
+    rows: int
+
+
+def spectrum_summary(sigma: torch.Tensor) -> tuple[float, float]:
+    """(condition number over the support, effective rank) of a covariance [D, D]."""
+    lam = torch.linalg.eigvalsh(0.5 * (sigma + sigma.mT)).clamp_min(0)  # [D]
+    support = lam[lam > cutoff(lam[-1], lam.shape[-1], "float64")]
+    p = support / support.sum()
+    return float(support[-1] / support[0]), float(torch.exp(-(p * p.log()).sum()))
+
+
+def neutral_move(m: SteeringMap, rows: torch.Tensor) -> tuple[float, float]:
+    """(mean, 95th percentile) of ‖m(x) − x‖/‖x‖ at β = 1 over rows [N, D]."""
+    x = rows.to(torch.float64)
+    r = (m.edit(x, 1.0) - x).norm(dim=-1) / x.norm(dim=-1).clamp_min(torch.finfo(torch.float64).tiny)  # [N]
+    return float(r.mean()), float(torch.quantile(r, 0.95))
+
+
+def diagnose_plan(plan: SteeringPlan, neutral: ActivationStats | None = None, held_out: RowSample | None = None, *,
+                  identity_cov: bool = False, regularization: Regularization = NO_REGULARIZATION) -> list[MapDiagnostics]:
+    """Diagnostics of every map of `plan` (fitted by `build_plan` from `neutral` with the same options):
+    the Σ it whitens with (recomputed from `neutral` with `regularization`), ‖u‖, and how far β = 1 moves the
+    held-out neutral rows."""
+    needs_sigma = get_method(plan.method).needs_neutral and not identity_cov and neutral is not None
+    out = []
+    for (step, site), m in sorted(plan.maps.items()):
+        samples = cond = erank = None
+        if needs_sigma:
+            samples = neutral.count(step, site)
+            sigma = regularized_covariance(neutral.cov(step, site), precision=neutral.precision,
+                                           regularization=regularization, n=samples)
+            cond, erank = spectrum_summary(sigma)
+        u = getattr(m, "u", None)
+        u = m.v if u is None else u
+        rows = held_out.rows(step, site) if held_out is not None else None
+        move = neutral_move(m, rows) if rows is not None and rows.shape[0] else (float("nan"), float("nan"))
+        out.append(MapDiagnostics(step, site, m.dim, samples, cond, erank, float(u.norm()), *move,
+                                  0 if rows is None else rows.shape[0]))
+    return out

@@ -340,7 +340,7 @@ class Experiment:
 # Preset keys no generated output depends on (scheduling, scoring, plotting, statistics: their files are
 # named by their own ids and listed in generation_settings); and those only a steered condition reads.
 _NOT_GENERATION = ("description", "methods", "strengths", "batch_size", "scorers", "pareto", "outputs_from", "pack",
-                   "cov", "vectors", "stats_model")
+                   "cov", "vectors", "stats_model", "diagnostics")
 _STEERING_ONLY = ("kind", "identity_cov", "clip", "renormalize", "zero_mu", "only_up", "generated_only", "llm_site",
                   "llm_positions", "regularize")
 

@@ -28,6 +28,7 @@ from steercore.experiments.promptsets import eval_prompts
 from steercore.models.hooks import attach_steering
 from steercore.models.prompting import encode_chat
 from steercore.models.registry import load_model, resolve_spec
+from steercore.stages.vectors import write_plan_diagnostics
 from steercore.tables import MANIFEST, write_tsv
 
 
@@ -227,6 +228,8 @@ def generate_unit(exp: Experiment, conditions: list[Condition], out_dir: Path, m
     folder `out_dir`, write the job's manifest (paths relative to `out_dir`) last. Returns its row count."""
     spec = resolve_spec(exp["model"])
     plans = experiment_plans(exp, root, sorted({c.method for c in conditions}))
+    if plans:  # what the maps will do, in the log and next to the vectors, before any output is generated
+        print("\n".join(write_plan_diagnostics(exp, root, plans, device=device)), flush=True)
     target = load_model(exp["model"], device=device)
     steps = exp["steps"] or spec.steps
     guidance = spec.guidance if exp["guidance"] is None else exp["guidance"]
