@@ -103,7 +103,7 @@ def run_member(name: str, out_root: Path) -> list[list]:
     write_tsv(folder / "manifest.tsv", MANIFEST,
               [(c.label, c.method, f"{c.strength:g}", s.concept, s.index, s.seed, s.prompt, p.relative_to(folder))
                for c, s, p in manifest])
-    steered = [c.label for c in exp.conditions if c.method != "none"]
+    steered = [c.label for c in exp.conditions]  # the baseline too: the goal line reads its scores
     score_unit(exp, steered, [folder / "manifest.tsv"], folder, folder / "items.tsv", folder / "preservation.tsv",
                device="cpu")
     items = read_tsv(folder / "items.tsv", ITEM_SCORES)
@@ -143,13 +143,46 @@ def best_points(rows: list[list]) -> list[str]:
     return out
 
 
+def markdown_table(rows: list[list], methods: tuple[str, ...]) -> str:
+    """One line per member: per method, the best point that keeps ≥ KEPT of the baseline's unrelated rate
+    (β: target rate / unrelated kept, relative to the baseline), and the highest target rate at any β."""
+    h = list(ABLATION_POINTS)
+    col = lambda r, k: r[h.index(k)]
+    by = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        by[col(r, "member")][col(r, "method")].append(r)
+    lines = ["| member | " + " | ".join(f"{m}: best at ≥ 95% kept; max" for m in methods) + " |",
+             "|---|" + "---|" * len(methods)]
+    for member, per in by.items():
+        cells = []
+        for m in methods:
+            pts = per.get(m, [])
+            if not pts:
+                cells.append("")
+                continue
+            ok = [p for p in pts if float(col(p, "kept_relative") or 0) >= KEPT]
+            fmt = lambda p: (f"β {col(p, 'strength')}: {100 * float(col(p, 'target_rate')):.0f}% / "
+                             f"{100 * float(col(p, 'kept_relative')):.0f}%")
+            best = max(ok, key=lambda p: (float(col(p, "target_rate")), float(col(p, "kept_relative"))), default=None)
+            top = max(pts, key=lambda p: (float(col(p, "target_rate")), float(col(p, "kept_relative"))))
+            cells.append(f"{fmt(best) if best else '–'}; {fmt(top)}")
+        lines.append(f"| {member.replace('ablation_lm_', '')} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--family", nargs="*", default=["ablation_lm", "ablation_lm_erase"])
     p.add_argument("--members", nargs="*", help="preset names (default: every member of --family)")
     p.add_argument("--out", type=Path, default=ROOT / "results" / "ablation" / "points.tsv")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--table", action="store_true", help="print the README table of --out and stop")
     a = p.parse_args()
+    if a.table:
+        rows = [[r[k] for k in ABLATION_POINTS] for r in read_tsv(a.out, ABLATION_POINTS)]
+        for kind, methods in (("switch", ("casteer", "leace", "midsteer")), ("erase", ("casteer", "leace"))):
+            print(markdown_table([r for r in rows if r[1] == kind], methods) + "\n")
+        return
     torch.set_num_threads(a.threads)
     families = list_families(ROOT)
     members = a.members or [m for f in a.family for m in families[f].members]
