@@ -29,12 +29,15 @@ def concept_means(exp: Experiment, concept: str, *, device: str = "cpu") -> Acti
 
 # ------------------------------------------------------------------------------------------- diagnostics
 
+HELD_OUT_LM, HELD_OUT_T2I = 32, 8  # default held-out neutral texts: an LLM text is one forward, an image a generation
+
 
 def held_out_neutral(exp: Experiment, *, device: str = "cpu") -> tuple[RowSample, bool]:
     """Activations of `diagnostics.held_out` neutral texts that the statistics did not see (the corpus texts
     after the first cov.samples), aggregated like the cov stage's rows; (rows, whether they are held out:
     a corpus with no texts to spare lends its last ones)."""
     c, k = exp["cov"], exp["diagnostics"]["held_out"]
+    k = k or (HELD_OUT_LM if exp.model_kind == "lm" else HELD_OUT_T2I)
     try:
         texts = neutral_texts(exp.corpus, c["samples"] + k, exp["seed"], root=ROOT)[c["samples"]:]
         held_out = True

@@ -55,7 +55,7 @@ def test_every_resolved_preset_equals_the_frozen_copy():
         # issue 17 added the steered LLM positions and the covariance regularisation; presets from before keep
         # the defaults, which steer as before (all positions unless generated_only; Σ unregularised)
         positions, regularize = exp.cfg.pop("llm_positions"), exp.cfg.pop("regularize")
-        assert exp.cfg.pop("diagnostics") == {"held_out": 32, "warn_move": 0.5}, name
+        assert exp.cfg.pop("diagnostics") == {"held_out": None, "warn_move": 0.5}, name
         if name not in TUNED_BY_ISSUE17:
             assert positions is None and regularize == {"kind": "none", "amount": 0}, name
         if name in NEW_GRIDS:
