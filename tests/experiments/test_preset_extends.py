@@ -19,7 +19,7 @@ NEW_GRIDS = {"testbed_red_blue", "testbed_red_blue_clip", "testbed_circle_square
              "testbed_lm_horses_motorcycles", "testbed_lm_erase_horses"}
 # Presets whose configuration issue 17's ablation set (README "What the ablation shows"); they may differ from
 # the frozen copy in llm_positions, regularize, cov and strengths, which the preset files explain.
-TUNED_BY_ISSUE17: set[str] = set()
+TUNED_BY_ISSUE17 = {"testbed_lm_horses_motorcycles", "testbed_lm_erase_horses"}
 TESTBED_SWITCH = {"model": "testbed-t2i", "kind": "switch", "source": "red", "target": "blue",
                   "methods": ["casteer", "midsteer"], "strengths": [1, 2],
                   "prompts": {"source": {"generator": "testbed-shapes", "n": 2},
@@ -58,6 +58,11 @@ def test_every_resolved_preset_equals_the_frozen_copy():
         assert exp.cfg.pop("diagnostics") == {"held_out": None, "warn_move": 0.5}, name
         if name not in TUNED_BY_ISSUE17:
             assert positions is None and regularize == {"kind": "none", "amount": 0}, name
+        else:
+            assert regularize == {"kind": "ridge", "amount": 0.1}, name
+            assert exp.cfg["cov"].pop("corpus") == "file:config/corpora/topics_dialogues.jsonl", name
+            frozen = {**frozen, "config": {**frozen["config"], "cov": {k: v for k, v in frozen["config"]["cov"].items()
+                                                                        if k != "corpus"}}}
         if name in NEW_GRIDS:
             assert isinstance(exp["strengths"], dict) and set(exp["strengths"]) == set(exp["methods"]), name
             assert {k: v for k, v in exp.cfg.items() if k != "strengths"} == \
@@ -125,7 +130,7 @@ def test_sweep_mistakes_give_one_line(tmp_path):
 def test_real_families_and_their_members():
     families = list_families()
     assert set(families) == {"ci_covsize", "llama2_covsize", "sana_covsize", "testbed_covsize", "ablation_lm",
-                             "ablation_lm_erase"}
+                             "ablation_lm_erase", "ablation_lm_dialogues", "ablation_lm_erase_dialogues"}
     assert families["ablation_lm"].extends == "testbed_lm_horses_motorcycles"
     assert families["llama2_covsize"].extends == "llama2_horses_motorcycles"
     assert list(families["testbed_covsize"].members) == [f"testbed_covsize_n{n}" for n in (8, 32, 128, 512)]
