@@ -244,7 +244,7 @@ class Experiment:
     def cov_id(self, shard: int | None = None, shards: int | None = None) -> str:
         """Identifies a neutral-statistics file: corpus, sample count, aggregation, steps, site kind."""
         c = self.cfg["cov"]
-        parts = [self.corpus.replace(":", "_").replace("/", "_"), f"n{c['samples']}", c["aggregation"],
+        parts = [re.sub(r"[^A-Za-z0-9_-]", "_", self.corpus), f"n{c['samples']}", c["aggregation"],
                  "perstep" if c["per_step"] else "step0"]
         if self.model_kind == "lm":
             parts.append(self.cfg["llm_site"])
