@@ -9,6 +9,7 @@ from pathlib import Path
 from steercore.core.errors import ConfigError
 from steercore.core.files import load_stats
 from steercore.core.linalg import Regularization
+from steercore.core.methods import get_method
 from steercore.core.plan import MapDiagnostics, SteeringPlan, diagnose_plan
 from steercore.core.stats import ActivationStats, RowSample
 from steercore.experiments.corpora import neutral_texts
@@ -90,7 +91,9 @@ def plan_diagnostics(exp: Experiment, root: Path, plans: dict[str, SteeringPlan]
     here unless given)."""
     if held_out is None:
         held_out, _ = held_out_neutral(exp, device=device)
-    neutral = load_stats(root / exp.cov_path(), kind="neutral") if exp.needs_cov else None
+    # only the methods of this job: a CASteer job does not wait for the cov stage
+    needs_cov = any(get_method(m).needs_neutral for m in plans) and not exp["identity_cov"]
+    neutral = load_stats(root / exp.cov_path(), kind="neutral") if needs_cov else None
     reg = Regularization(**exp["regularize"])
     out = {}
     for method, plan in plans.items():
