@@ -32,6 +32,19 @@ PARETO_POINTS = ("method", "strength", "x", "y", "frontier")
 PARETO_INTERVALS = ("method", "strength", "y", "y_lo", "y_hi", "n")
 """results/pareto/{experiment}.intervals.tsv: y of the Pareto plot with its seeded 95% bootstrap interval over outputs."""
 
+DIAGNOSTICS = ("method", "step", "site", "dim", "samples", "regularize", "condition_number", "effective_rank", "u_norm",
+               "move_mean", "move_p95", "held_out_rows")
+"""results/vectors/{model}/{vecid}/diagnostics/{experiment}.{method}.tsv: per fitted map (step, site), before
+any generation: the fitted Σ's condition number (λ_max/λ_min over its support) and effective rank
+(exp of the spectral entropy), ‖u‖, and ‖Δx‖/‖x‖ of the map at β = 1 on held-out neutral rows (mean, 95th
+percentile). Σ columns are empty for methods that read no covariance."""
+ABLATION_POINTS = ("member", "kind", "cov_aggregation", "cov_samples", "llm_positions", "regularize_kind",
+                   "regularize_amount", "llm_site", "method", "strength", "y", "x", "target_rate", "kept",
+                   "kept_relative", "neutral_move_mean", "frontier")
+"""results/ablation/points.tsv (benchmarks/ablation_lm.py): one ablation member × method × strength: the swept
+settings, the workflow's Pareto y and x, the exact-word switch (or erase) rate on source prompts, the share of
+unrelated answers still on their own topic (and relative to the baseline), the largest mean neutral move."""
+
 
 def format_table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
     """The TSV text of `rows` under `header`; None becomes an empty field."""

@@ -3,7 +3,7 @@
 Layout of one file: for each (step, site) the tensors `{site}@{step}/n` (int64 []), `{site}@{step}/mean`
 (float64 [D]) and, for neutral statistics, `{site}@{step}/scatter` (float64 [D, D], so shards merge
 exactly). The metadata (all strings) says what the file is: format, kind, model, sites (JSON site → D),
-steps, aggregation, samples, source, concept, steercore version, extra (JSON).
+steps, aggregation, precision (of the batch products), samples, source, concept, steercore version, extra (JSON).
 """
 
 from __future__ import annotations
@@ -94,6 +94,7 @@ def save_stats(stats: ActivationStats, path: str | os.PathLike) -> None:
         "format": FORMAT,
         "kind": stats.kind,
         "aggregation": stats.aggregation,
+        "precision": stats.precision,
         "sites": json.dumps(stats.sites),
         "steps": json.dumps(stats.steps),
         "steercore_version": __version__,
@@ -152,7 +153,8 @@ def load_stats(path: str | os.PathLike, *, kind: str | None = None, expect_sites
             if sites[site] != dim:
                 raise ShapeMismatchError(f"{path}: site '{site}' is [{sites[site]}] in the file "
                                          f"but [{dim}] in {model_name}")
-    stats = ActivationStats(meta["kind"], meta["aggregation"])
+    # files from before the precision was recorded were all accumulated with float32 batch products
+    stats = ActivationStats(meta["kind"], meta["aggregation"], precision=meta.get("precision", "float32"))
     stats.meta = {k: meta[k] for k in _META_KEYS if k in meta}
     stats.meta.update(json.loads(meta.get("extra", "{}")))
     stats.meta["steercore_version"] = meta.get("steercore_version")
@@ -163,7 +165,7 @@ def load_stats(path: str | os.PathLike, *, kind: str | None = None, expect_sites
                 for site, dim in sites.items():
                     if _name(step, site, "n") not in names:
                         continue
-                    m = Moments(dim, stats.track_cov)
+                    m = Moments(dim, stats.track_cov, stats.precision)
                     m.n = int(f.get_tensor(_name(step, site, "n")))
                     m.mean = f.get_tensor(_name(step, site, "mean"))
                     if m.track_cov:

@@ -26,7 +26,8 @@ import torch
 from torch import Tensor
 
 from steercore.core.errors import ConfigError, ShapeMismatchError
-from steercore.core.linalg import RTOL, check_finite, psd_sqrt_pair
+from steercore.core.linalg import (NO_REGULARIZATION, RTOL, Regularization, check_finite, psd_sqrt_pair,
+                                   regularized_covariance)
 
 Strength = Union[float, Tensor]  # a scalar, or one strength per sample [B]
 
@@ -364,12 +365,16 @@ register_method(Method(
 
 
 def fit_method(method: str, *, source, target=None, mu=None, sigma=None, identity_cov=False,
-               clip: bool | None = None, renormalize: bool | None = None) -> SteeringMap:
+               clip: bool | None = None, renormalize: bool | None = None, precision: str = "float32",
+               regularization: Regularization = NO_REGULARIZATION, n: int | None = None) -> SteeringMap:
     """Fit one map by name (a key of `METHODS`) from float tensors.
 
     casteer / leace / midsteer move the source towards the target (towards μ, i.e. erase, when target is
     None); casteer_add adds unit(target − source). clip=None and renormalize=None take each method's
     default: clipping on for casteer (max(⟨x, v̂⟩, 0)), off for the others; renormalization on for casteer_add only.
+    Methods that read Σ are fitted with `regularized_covariance(sigma, precision=, regularization=, n=)`:
+    `precision` is the one the statistics were accumulated in (it sets the round-off cut-off: float32 for the
+    cov stage), n their sample count (for OAS).
     """
     spec = get_method(method)
     if spec.needs_target and target is None:
@@ -380,6 +385,12 @@ def fit_method(method: str, *, source, target=None, mu=None, sigma=None, identit
         sigma = None if identity_cov else sigma
         if sigma is None and not identity_cov:
             raise ConfigError(f"{method} needs the neutral covariance Σ, or identity_cov: true")
+        if sigma is not None:
+            if isinstance(sigma, (str, bytes)):
+                raise ConfigError(f"covariance Σ must be a float tensor [D, D], got {type(sigma).__name__}")
+            sigma = torch.as_tensor(sigma).detach().to(torch.float64)
+            if sigma.ndim == 2 and sigma.shape[0] == sigma.shape[1]:  # a mis-shaped Σ is named by the fitter
+                sigma = regularized_covariance(sigma, precision=precision, regularization=regularization, n=n)
     clip = spec.clip_default if clip is None else clip
     renormalize = spec.renormalize_default if renormalize is None else renormalize
     return spec.fit(source, target, mu, sigma, clip=bool(clip), renormalize=bool(renormalize))

@@ -254,7 +254,9 @@ class ActivationStats:
                               f"{other.kind}/{other.aggregation}")
         self.flush()
         other.flush()
-        out = ActivationStats(self.kind, self.aggregation, dict(self.meta), precision=self.precision,
+        # the merged Σ is as precise as its coarser part (this sets the round-off cut-off when it is whitened)
+        precision = "float64" if self.precision == other.precision == "float64" else "float32"
+        out = ActivationStats(self.kind, self.aggregation, dict(self.meta), precision=precision,
                               buffer_mb=self.buffer_mb)
         for key in sorted(set(self.moments) | set(other.moments)):
             a, b = self.moments.get(key), other.moments.get(key)
@@ -298,3 +300,27 @@ class ActivationStats:
 
     def count(self, step: int, site: str) -> int:
         return self._get(step, site).n
+
+
+@dataclass
+class RowSample:
+    """Up to `limit` aggregated rows [N, D] per (step, site), kept as they are (float32, on the CPU): a small
+    held-out batch of activations (e.g. for plan diagnostics). It has ActivationStats' `add`, so
+    `collect_statistics` and the collection functions can feed it."""
+
+    aggregation: str = "all"
+    limit: int = 512
+    moments: dict[tuple[int, str], list[Tensor]] = field(default_factory=dict)
+    """(step, site) → the collected row blocks (named like ActivationStats' so collectors can prune steps)."""
+
+    @torch.no_grad()
+    def add(self, step: int, site: str, x: Tensor, mask: Tensor | None = None) -> None:
+        blocks = self.moments.setdefault((int(step), site), [])
+        room = self.limit - sum(b.shape[0] for b in blocks)
+        if room > 0:
+            blocks.append(aggregate(x, self.aggregation, mask)[:room].detach().float().cpu())
+
+    def rows(self, step: int, site: str) -> Tensor | None:
+        """The rows [N, D] of (step, site) (step 0's when only step 0 was kept), or None."""
+        blocks = self.moments.get((int(step), site)) or self.moments.get((0, site))
+        return torch.cat(blocks) if blocks else None

@@ -267,7 +267,7 @@ class Experiment:
     def cov_id(self, shard: int | None = None, shards: int | None = None) -> str:
         """Identifies a neutral-statistics file: corpus, sample count, aggregation, steps, site kind."""
         c = self.cfg["cov"]
-        parts = [self.corpus.replace(":", "_").replace("/", "_"), f"n{c['samples']}", c["aggregation"],
+        parts = [re.sub(r"[^A-Za-z0-9_-]", "_", self.corpus), f"n{c['samples']}", c["aggregation"],
                  "perstep" if c["per_step"] else "step0"]
         if self.model_kind == "lm":
             parts.append(self.cfg["llm_site"])
@@ -373,9 +373,9 @@ class Experiment:
 # Preset keys no generated output depends on (scheduling, scoring, plotting, statistics: their files are
 # named by their own ids and listed in generation_settings); and those only a steered condition reads.
 _NOT_GENERATION = ("description", "methods", "strengths", "batch_size", "scorers", "pareto", "outputs_from", "pack",
-                   "cov", "vectors", "stats_model")
+                   "cov", "vectors", "stats_model", "diagnostics")
 _STEERING_ONLY = ("kind", "identity_cov", "clip", "renormalize", "zero_mu", "only_up", "generated_only", "llm_site",
-                  "cfg_halves")
+                  "llm_positions", "regularize", "cfg_halves")
 
 
 def configure(config: dict) -> None:

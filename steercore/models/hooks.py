@@ -10,7 +10,7 @@ not its processor. What they share is the *call state* that a site hook needs:
   second, conditional half of the batch is touched unless steering asks for both halves (`cfg_halves`) — and
   the text length of the call (FLUX single blocks);
 - LLMs: the attention mask of the current positions (padding is neither steered nor counted) and whether
-  the call decodes new tokens (a non-empty KV cache; for `generated_only`).
+  the call decodes new tokens (a non-empty KV cache; for `llm_positions`).
 
 On exit every hook and method patch is removed; the model is exactly as before.
 """
@@ -265,20 +265,50 @@ def _attached(target, fn: SiteFn, state: CallState, *, llm_site: str, sites=None
 # ------------------------------------------------------------------------------------------ public API
 
 
+LLM_POSITIONS = ("all", "last_prompt", "generated")
+"""Which positions of an LLM call are steered: every prompt and generated position; the last prompt token
+(the one that produces the first answer token) and every generated one; or the generated ones only."""
+
+
+def _last_valid(x: Tensor, mask: Tensor | None) -> Tensor:
+    """Index [B] of each row's last valid position of x [B, T, D] (left or right padding, via mask [B, T])."""
+    B, T = x.shape[:2]
+    if mask is None:
+        return torch.full((B,), T - 1, dtype=torch.long, device=x.device)
+    pos = torch.arange(T, device=x.device).expand(B, T)
+    return torch.where(mask, pos, -1).amax(1).clamp_min(0)
+
+
+def resolve_llm_positions(positions: str | None, generated_only: bool) -> str:
+    """The steered LLM positions from `positions` (one of LLM_POSITIONS) and the older `generated_only` flag
+    (True means 'generated'); a contradiction is one ConfigError."""
+    if positions is None:
+        return "generated" if generated_only else "all"
+    if positions not in LLM_POSITIONS:
+        raise ConfigError(f"unknown llm_positions '{positions}'; choose one of {', '.join(LLM_POSITIONS)}")
+    if generated_only and positions != "generated":
+        raise ConfigError(f"generated_only: true contradicts llm_positions: {positions}; set llm_positions alone")
+    return positions
+
+
 @contextmanager
 def attach_steering(target, plan: SteeringPlan, strength: Strength = 1.0, *, llm_site: str = "self_attn",
-                    steer_only_up: bool = False, generated_only: bool = False, cfg_halves: str = "conditional"):
+                    steer_only_up: bool = False, generated_only: bool = False, llm_positions: str | None = None,
+                    cfg_halves: str = "conditional"):
     """Steer every call of `target` (a pipeline or causal LM) inside the block with `plan` at `strength`.
 
     strength: a float, or a tensor [N] with one strength per produced sample (diffusion: prompts ×
     images per prompt in output order; LLM: batch rows). Under batched CFG only the conditional half is
     steered, or both halves with cfg_halves="both" (each unconditional row at its sample's strength). Step k
-    of a generation uses plan.map_for(k, site). steer_only_up skips the UNet `down` blocks; generated_only
-    (LLMs) leaves the prompt (prefill) unsteered. Yields the live `CallState` (step, CFG flag).
+    of a generation uses plan.map_for(k, site). steer_only_up skips the UNet `down` blocks.
+    llm_positions (LLMs, `LLM_POSITIONS`): 'all' (default) steers the prompt (prefill) and every generated
+    token; 'last_prompt' only the prompt's last token and the generated ones; 'generated' leaves the prompt
+    unsteered (= generated_only=True). Yields the live `CallState` (step, CFG flag).
     """
     check_strength(strength)
-    if generated_only and is_pipeline(target):
-        raise ConfigError("generated_only applies to language models, not to diffusion pipelines")
+    if (generated_only or llm_positions not in (None, "all")) and is_pipeline(target):
+        raise ConfigError("generated_only / llm_positions apply to language models, not to diffusion pipelines")
+    positions = resolve_llm_positions(llm_positions, generated_only)
     if cfg_halves not in CFG_HALVES:
         raise ConfigError(f"cfg_halves must be one of {', '.join(CFG_HALVES)}, got {cfg_halves!r}")
     if cfg_halves != "conditional" and not is_pipeline(target):
@@ -295,7 +325,7 @@ def attach_steering(target, plan: SteeringPlan, strength: Strength = 1.0, *, llm
     strengths: dict = {}  # per-sample strengths copied once per device (and CFG layout), not once per hook call
 
     def steer(site: str, x: Tensor, mask: Tensor | None) -> Tensor | None:
-        if generated_only and not state.decoding:
+        if positions == "generated" and not state.decoding:
             return None
         if cache["step"] != state.step:  # look the maps up once per step, not once per hook call
             cache["maps"] = {s: plan.map_for(state.step, s) for s in model_sites}
@@ -309,6 +339,12 @@ def attach_steering(target, plan: SteeringPlan, strength: Strength = 1.0, *, llm
             beta = strengths.get((x.device, halves))
             if beta is None:
                 beta = strengths[(x.device, halves)] = strength.to(x.device).repeat(halves)
+        if positions == "last_prompt" and not state.decoding:  # prefill: the last prompt token of each row
+            rows = torch.arange(x.shape[0], device=x.device)
+            last = _last_valid(x, mask)  # [B]
+            new = x.clone()
+            new[rows, last] = m.edit(x[rows, last].unsqueeze(1), beta).squeeze(1)  # [B, 1, D] -> [B, D]
+            return new
         new = m.edit(x, beta)
         return new if mask is None else torch.where(mask.unsqueeze(-1), new, x)
 

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from steercore.core.errors import ConfigError
 from steercore.core.files import atomic_path, load_stats, write_text_atomic
+from steercore.core.linalg import Regularization
 from steercore.core.methods import get_method
 from steercore.core.plan import SteeringPlan, build_plan
 from steercore.experiments.preset import Condition, Experiment
@@ -27,6 +28,7 @@ from steercore.experiments.promptsets import eval_prompts
 from steercore.models.hooks import attach_steering
 from steercore.models.prompting import encode_chat
 from steercore.models.registry import load_model, resolve_spec
+from steercore.stages.vectors import write_plan_diagnostics
 from steercore.tables import MANIFEST, write_tsv
 
 
@@ -78,7 +80,8 @@ def save_png(image, path: Path) -> None:
 @torch.no_grad()
 def sample_answers(model, tokenizer, prompts: list[str], seeds: list[int], *, model_name: str, max_new_tokens: int,
                    temperature: float, plan: SteeringPlan | None = None, strengths: list[float] | None = None,
-                   llm_site: str = "self_attn", generated_only: bool = False) -> list[str]:
+                   llm_site: str = "self_attn", generated_only: bool = False,
+                   llm_positions: str | None = None) -> list[str]:
     """Decode answers for a left-padded batch, each row sampled with its own seeded generator.
 
     transformers' `generate` draws from one global RNG, so a row's answer would depend on its batch; this
@@ -93,7 +96,8 @@ def sample_answers(model, tokenizer, prompts: list[str], seeds: list[int], *, mo
     out = torch.full((B, max_new_tokens), tokenizer.pad_token_id, dtype=torch.long, device=device)
     done = torch.zeros(B, dtype=torch.bool, device=device)
     ctx = nullcontext() if plan is None else attach_steering(
-        model, plan, torch.tensor(strengths, dtype=torch.float32), llm_site=llm_site, generated_only=generated_only)
+        model, plan, torch.tensor(strengths, dtype=torch.float32), llm_site=llm_site, generated_only=generated_only,
+        llm_positions=llm_positions)
     with ctx:
         past, step_ids, step_mask = None, ids, mask
         for k in range(max_new_tokens):
@@ -183,7 +187,7 @@ def run_generation(exp: Experiment, target, out_dir: Path, plans: dict[str, Stee
                                        model_name=exp["model"], max_new_tokens=exp["max_new_tokens"],
                                        temperature=exp["temperature"], plan=plan if strengths else None,
                                        strengths=strengths, llm_site=exp["llm_site"],
-                                       generated_only=exp["generated_only"])
+                                       generated_only=exp["generated_only"], llm_positions=exp["llm_positions"])
                 for (cond, s), text in zip(chunk, texts):
                     write_text_atomic(s.path(out_dir, cond, ext), text + "\n")
             else:
@@ -209,7 +213,7 @@ def experiment_plans(exp: Experiment, root: Path, methods: list[str] | None = No
     target = load_stats(root / exp.vectors_path(exp["target"]), kind="concept") if exp["kind"] == "switch" else None
     return {m: build_plan(m, source, target, neutral, identity_cov=exp["identity_cov"],
                           clip=exp["clip"] or get_method(m).clip_default, renormalize=exp["renormalize"] or None,
-                          zero_mu=exp["zero_mu"])
+                          zero_mu=exp["zero_mu"], regularization=Regularization(**exp["regularize"]))
             for m in methods}
 
 
@@ -227,6 +231,8 @@ def generate_unit(exp: Experiment, conditions: list[Condition], out_dir: Path, m
     folder `out_dir`, write the job's manifest (paths relative to `out_dir`) last. Returns its row count."""
     spec = resolve_spec(exp["model"])
     plans = experiment_plans(exp, root, sorted({c.method for c in conditions}))
+    if plans:  # what the maps will do, in the log and next to the vectors, before any output is generated
+        print("\n".join(write_plan_diagnostics(exp, root, plans, device=device)), flush=True)
     target = load_model(exp["model"], device=device, dtype=exp.cfg.get("dtype"))
     steps = exp["steps"] or spec.steps
     guidance = spec.guidance if exp["guidance"] is None else exp["guidance"]

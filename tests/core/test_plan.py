@@ -74,3 +74,40 @@ def test_plan_is_built_one_covariance_at_a_time_and_keeps_none(monkeypatch):
         assert m.u.device.type == "cpu"
         torch.testing.assert_close(m.u, reference.maps[key].u)
         torch.testing.assert_close(m.v, reference.maps[key].v)
+
+
+def test_diagnostics_report_the_fitted_sigma_the_edit_and_the_neutral_move():
+    from steercore.core.linalg import Regularization
+    from steercore.core.plan import diagnose_plan
+    from steercore.core.stats import RowSample
+
+    g = torch.Generator().manual_seed(0)
+    scale = torch.tensor([3.0, 1.0, 0.3, 0.1, 0.03, 0.01])  # a known spectrum: condition number ~ 9e4
+    neutral, held_out = ActivationStats("neutral", "all"), RowSample("all", limit=300)
+    for _ in range(4):
+        neutral.add(0, "up.0", torch.randn(8, 50, 6, generator=g) * scale + 1)
+    held_out.add(0, "up.0", torch.randn(1, 400, 6, generator=g) * scale + 1)
+    assert held_out.rows(0, "up.0").shape == (300, 6)  # the limit holds
+    src, tgt = ActivationStats("concept"), ActivationStats("concept")
+    src.add(0, "up.0", torch.randn(4, 3, 6, generator=g) * scale + 1 + torch.tensor([0.0, 0, 0, 0, 0, 0.05]))
+    tgt.add(0, "up.0", torch.randn(4, 3, 6, generator=g) * scale + 1 + torch.tensor([0.0, 0, 0, 0, 0, -0.05]))
+    for reg in [Regularization(), Regularization("ridge", 1.0)]:
+        plan = build_plan("midsteer", src, tgt, neutral, sites=["up.0"], regularization=reg)
+        (d,) = diagnose_plan(plan, neutral, held_out, regularization=reg)
+        lam = torch.linalg.eigvalsh(neutral.cov(0, "up.0"))
+        lam = reg.apply(lam)
+        assert d.samples == 1600 and d.rows == 300 and d.dim == 6
+        assert d.condition_number == pytest.approx(float(lam[-1] / lam[0]), rel=1e-6)
+        assert 1 < d.effective_rank < 6
+        m = plan.map_for(0, "up.0")
+        assert d.u_norm == pytest.approx(float(m.u.norm()))
+        x = held_out.rows(0, "up.0").double()
+        r = (m(x) - x).norm(dim=-1) / x.norm(dim=-1)
+        assert d.move_mean == pytest.approx(float(r.mean())) and d.move_p95 == pytest.approx(float(r.quantile(0.95)))
+        if reg.kind == "none":
+            unregularized = d
+    assert d.condition_number < unregularized.condition_number / 100  # the ridge's effect on Σ, as reported
+    assert d.move_mean != pytest.approx(unregularized.move_mean)  # and the map it gives moves neutral rows otherwise
+    casteer = build_plan("casteer", src, tgt, sites=["up.0"])
+    (c,) = diagnose_plan(casteer, None, held_out)
+    assert c.samples is None and c.condition_number is None and c.u_norm == pytest.approx(1.0)

@@ -17,6 +17,9 @@ FROZEN = json.loads((Path(__file__).parents[1] / "data" / "resolved_presets.json
 # The one deliberate change of the rewrite: the testbed presets got per-method strength grids (issue 16).
 NEW_GRIDS = {"testbed_red_blue", "testbed_red_blue_clip", "testbed_circle_square", "testbed_erase_red",
              "testbed_lm_horses_motorcycles", "testbed_lm_erase_horses"}
+# Presets whose configuration issue 17's ablation set (README "What the ablation shows"); they may differ from
+# the frozen copy in llm_positions, regularize, cov and strengths, which the preset files explain.
+TUNED_BY_ISSUE17 = {"testbed_lm_horses_motorcycles", "testbed_lm_erase_horses"}
 TESTBED_SWITCH = {"model": "testbed-t2i", "kind": "switch", "source": "red", "target": "blue",
                   "methods": ["casteer", "midsteer"], "strengths": [1, 2],
                   "prompts": {"source": {"generator": "testbed-shapes", "n": 2},
@@ -43,11 +46,23 @@ def one_line_error(root: Path, name: str) -> str:
 def test_every_resolved_preset_equals_the_frozen_copy():
     """The rewrite with extends/twin_of/sweep (37 files -> fewer) resolves to the presets as they were, in the
     same order of test concepts and conditions; only the testbed strength grids changed, on purpose."""
-    assert list_experiments() == sorted(FROZEN)
+    # issue 17 added the ablation families (benchmarks/ablation_lm.py), which no frozen preset extends
+    assert [n for n in list_experiments() if not n.startswith("ablation_")] == sorted(FROZEN)
     for name, frozen in FROZEN.items():
         exp = load_experiment(name)
         # `pack` (job grain) came after the freeze; no preset sets it, so every one has its default
         assert exp.cfg.pop("pack") is None, name
+        # issue 17 added the steered LLM positions and the covariance regularisation; presets from before keep
+        # the defaults, which steer as before (all positions unless generated_only; Σ unregularised)
+        positions, regularize = exp.cfg.pop("llm_positions"), exp.cfg.pop("regularize")
+        assert exp.cfg.pop("diagnostics") == {"held_out": None, "warn_move": 0.5}, name
+        if name not in TUNED_BY_ISSUE17:
+            assert positions is None and regularize == {"kind": "none", "amount": 0}, name
+        else:
+            assert regularize == {"kind": "ridge", "amount": 0.1}, name
+            assert exp.cfg["cov"].pop("corpus") == "file:config/corpora/topics_dialogues.jsonl", name
+            frozen = {**frozen, "config": {**frozen["config"], "cov": {k: v for k, v in frozen["config"]["cov"].items()
+                                                                        if k != "corpus"}}}
         if name in NEW_GRIDS:
             assert isinstance(exp["strengths"], dict) and set(exp["strengths"]) == set(exp["methods"]), name
             assert {k: v for k, v in exp.cfg.items() if k != "strengths"} == \
@@ -115,7 +130,9 @@ def test_sweep_mistakes_give_one_line(tmp_path):
 
 def test_real_families_and_their_members():
     families = list_families()
-    assert set(families) == {"ci_covsize", "llama2_covsize", "sana_covsize", "testbed_covsize"}
+    assert set(families) == {"ci_covsize", "llama2_covsize", "sana_covsize", "testbed_covsize", "ablation_lm",
+                             "ablation_lm_erase", "ablation_lm_dialogues", "ablation_lm_erase_dialogues"}
+    assert families["ablation_lm"].extends == "testbed_lm_horses_motorcycles"
     assert families["llama2_covsize"].extends == "llama2_horses_motorcycles"
     assert list(families["testbed_covsize"].members) == [f"testbed_covsize_n{n}" for n in (8, 32, 128, 512)]
     assert preset.experiment_path("testbed_covsize_n8").name == "testbed_covsize.yaml"
@@ -149,7 +166,7 @@ def test_strengths_per_method(tmp_path):
 def test_preset_file_names_are_checked_and_unknown_names_get_close_ones(tmp_path):
     with pytest.raises(ConfigError, match=r"^unknown experiment 'testbed_red_blu'; did you mean testbed_red_blue"):
         check_preset_name("testbed_red_blu")
-    with pytest.raises(ConfigError, match=r"^unknown experiment 'zzz'; presets: ci, ci_covsize_n16"):
+    with pytest.raises(ConfigError, match=r"^unknown experiment 'zzz'; presets: ablation_lm_.*, ci, ci_covsize_n16"):
         load_experiment("zzz")
     root = presets_root(tmp_path, base=TESTBED_SWITCH, **{"red-blue": TESTBED_SWITCH})
     with pytest.raises(ConfigError) as e:

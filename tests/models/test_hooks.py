@@ -397,3 +397,55 @@ def test_testbed_shapes_pipeline_is_steered_like_sd():
     assert [(k, s) for k, s, _ in log] == [(k, s) for k in (0, 1) for s in sites]
     assert {rows for _, _, rows in log} == {4}  # the conditional half of the CFG batch
     assert tm.hook_residue(pipe) == []
+
+
+@pytest.mark.parametrize("padding_side", ["left", "right"])
+def test_lm_positions_steer_exactly_the_intended_positions(padding_side, tiny_cache):
+    """Prefill: 'all' changes every valid position, 'last_prompt' only each row's last prompt token,
+    'generated' none; a decoding call (non-empty KV cache) is steered under every option. Padding never."""
+    model, tok = lm_of("llama", tiny_cache)
+    side = tok.padding_side
+    tok.padding_side = padding_side
+    try:
+        enc = tok(QUESTIONS, return_tensors="pt", padding=True)
+    finally:
+        tok.padding_side = side
+    valid = enc["attention_mask"].bool()  # [B, T]
+    last = torch.zeros_like(valid)
+    for b, row in enumerate(valid):
+        last[b, int(row.nonzero().max())] = True
+    plan = tm.random_plan(find_sites(model), "leace", shift=6.0)  # unclipped: every steered row moves
+    attn = model.model.layers[0].self_attn  # its output depends on nothing that steering changes upstream
+
+    def prefill_and_decode():
+        seen = []
+        h = attn.register_forward_hook(lambda m, a, out: seen.append(out[0].detach().clone()))
+        try:
+            out = model(**enc, use_cache=True)
+            nxt = out.logits[:, -1].argmax(-1, keepdim=True)  # [B, 1]
+            mask = torch.cat([enc["attention_mask"], torch.ones_like(nxt)], 1)
+            model(input_ids=nxt, attention_mask=mask, past_key_values=out.past_key_values, use_cache=True)
+        finally:
+            h.remove()
+        return seen  # [prefill [B, T, D], decode [B, 1, D]]
+
+    base = prefill_and_decode()
+    expected = {"all": valid, "last_prompt": last, "generated": torch.zeros_like(valid)}
+    for positions, changed_ok in expected.items():
+        with attach_steering(model, plan, 3.0, llm_positions=positions):
+            pre, dec = prefill_and_decode()
+        changed = (pre != base[0]).any(-1)  # [B, T]
+        assert torch.equal(changed, changed_ok), positions
+        # the decoding call steps from another (steered) cache, so compare it with its own unsteered value:
+        # its layer-0 attention output reads the cache, which steering of layer 0 itself never touches
+        assert (dec != base[1]).any(-1).all(), positions
+    with attach_steering(model, plan, 3.0, generated_only=True):
+        pre, _ = prefill_and_decode()
+    assert torch.equal(pre, base[0])  # generated_only=True is llm_positions='generated'
+    with pytest.raises(ConfigError, match="contradicts llm_positions: last_prompt"):
+        with attach_steering(model, plan, 3.0, generated_only=True, llm_positions="last_prompt"):
+            pass
+    with pytest.raises(ConfigError, match="unknown llm_positions 'first'"):
+        with attach_steering(model, plan, 3.0, llm_positions="first"):
+            pass
+    assert tm.hook_residue(model) == []

@@ -1,0 +1,203 @@
+"""The LM ablation of issue 17: every member of the ablation families, through the workflow's own stage
+functions, scored with the workflow's scorers and with an independent exact-word measure.
+
+Per member (a preset of `config/experiments/ablation_lm*.yaml`) it runs, in one process: the cov and vectors
+stages (`stages.cov.neutral_statistics`, `stages.vectors.concept_means`; files at the workflow's own paths
+under results/cov and results/vectors, reused when present, so a member shares statistics with the workflow
+and with other members of the same settings), the generate stage (`stages.generate.run_generation` with
+`experiment_plans`) and the score stage (`stages.score.score_unit`) into results/ablation/<member>/, and the
+workflow's Pareto point (`figures.pareto.pareto`: y = the topics scorer's Δ, x = 1 − MiniLM consistency on
+unrelated prompts). The independent measure reads the answers themselves: an answer to a source prompt is
+*switched* when its content words are mostly the target topic's (TopicScorer.classify over every topic of the
+world), *erased* when it has content words and none from the source topic; an answer to an unrelated prompt is
+*kept* when it is still classified as its own topic. One process, not Snakemake: 30 members × 18 conditions
+would be ~1000 jobs of ~5 s of imports each on a 2-core machine.
+
+    PYTHONPATH=$PWD HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/ablation_lm.py [--members NAME ...]
+        [--family ablation_lm ablation_lm_erase] [--out results/ablation/points.tsv] [--threads 2]
+
+Writes every (member, method, strength) to --out (schema `tables.ABLATION_POINTS`) and prints, per member and
+method, the best point that keeps ≥ 95% of the baseline's unrelated rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from steercore.core.files import load_stats, save_stats  # noqa: E402
+from steercore.experiments.preset import Experiment, list_families, load_experiment  # noqa: E402
+from steercore.figures.pareto import pareto  # noqa: E402
+from steercore.models.registry import load_model  # noqa: E402
+from steercore.stages.cov import neutral_statistics  # noqa: E402
+from steercore.stages.generate import experiment_plans, run_generation  # noqa: E402
+from steercore.stages.score import aggregate_items, score_unit  # noqa: E402
+from steercore.stages.vectors import concept_means, plan_diagnostics  # noqa: E402
+from steercore.tables import ABLATION_POINTS, DIAGNOSTICS, ITEM_SCORES, MANIFEST, PRESERVATION, read_tsv, write_tsv  # noqa: E402
+from steercore.testbed.scorers import TopicScorer  # noqa: E402
+from steercore.testbed.topics import TOPICS  # noqa: E402
+
+KEPT = 0.95  # the issue's bar: ≥ 95% of the baseline's unrelated-topic rate
+SWEPT = ("cov.aggregation", "cov.samples", "llm_positions", "regularize.kind", "regularize.amount", "llm_site")
+
+
+def setting(exp: Experiment, dotted: str):
+    value = exp.cfg
+    for part in dotted.split("."):
+        value = value[part]
+    return value
+
+
+def ensure_statistics(exp: Experiment) -> None:
+    """The cov and vectors files of `exp` at the workflow's paths (computed once, then reused)."""
+    if exp.needs_cov and not (ROOT / exp.cov_path()).is_file():
+        save_stats(neutral_statistics(exp), ROOT / exp.cov_path())
+    for concept in exp.concepts:
+        path = ROOT / exp.vectors_path(concept)
+        if not path.is_file():
+            save_stats(concept_means(exp, concept), path)
+
+
+def exact_word_rates(exp: Experiment, rows: list[dict], folder: Path) -> dict[str, dict[str, float]]:
+    """condition → {target: switched or erased share on source prompts, kept: share of unrelated answers
+    still on their own topic}."""
+    scorer = TopicScorer()
+    src, tgt = exp["source"], exp["target"]
+    unrelated = list(exp["prompts"]["unrelated"])
+    by: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for r in rows:
+        by[(r["condition"], r["concept"])].append((folder / r["path"]).read_text().strip())
+    out = {}
+    for cond in sorted({c for c, _ in by}):
+        answers = by[(cond, src)]
+        if exp["kind"] == "switch":
+            hit = [t == tgt for t in scorer.classify(answers, list(TOPICS))]
+        else:
+            hit = [bool(scorer.content_words(a)) and s == 0 for a, s in zip(answers, scorer.score(answers, src))]
+        kept = [t == u for u in unrelated for t in scorer.classify(by[(cond, u)], list(TOPICS))]
+        out[cond] = {"target": sum(hit) / len(hit), "kept": sum(kept) / len(kept)}
+    return out
+
+
+def run_member(name: str, out_root: Path) -> list[list]:
+    exp = load_experiment(name)
+    t0 = time.perf_counter()
+    ensure_statistics(exp)
+    folder = out_root / name
+    plans = experiment_plans(exp, ROOT)
+    diag = plan_diagnostics(exp, ROOT, plans)
+    write_tsv(folder / "diagnostics.tsv", DIAGNOSTICS, [r for rows, _ in diag.values() for r in rows])
+    for _, lines in diag.values():
+        print("\n".join(f"  {line}" for line in lines))
+    moves = {m: max(float(r[DIAGNOSTICS.index("move_mean")]) for r in rows) for m, (rows, _) in diag.items()}
+    model = load_model(exp["model"], device="cpu")
+    manifest = run_generation(exp, model, folder, plans, steps=None, guidance=None, progress=False)
+    write_tsv(folder / "manifest.tsv", MANIFEST,
+              [(c.label, c.method, f"{c.strength:g}", s.concept, s.index, s.seed, s.prompt, p.relative_to(folder))
+               for c, s, p in manifest])
+    steered = [c.label for c in exp.conditions]  # the baseline too: the goal line reads its scores
+    score_unit(exp, steered, [folder / "manifest.tsv"], folder, folder / "items.tsv", folder / "preservation.tsv",
+               device="cpu")
+    items = read_tsv(folder / "items.tsv", ITEM_SCORES)
+    concept_rows = [dict(zip(("condition", "method", "strength", "prompts", "scored", "n", "mean", "std", "accuracy"),
+                             r)) for r in aggregate_items(items)]
+    result = pareto(exp, concept_rows, read_tsv(folder / "preservation.tsv", PRESERVATION))
+    rates = exact_word_rates(exp, read_tsv(folder / "manifest.tsv", MANIFEST), folder)
+    base = rates["none-0"]
+    settings = [str(setting(exp, k)) for k in SWEPT]
+    rows = [[name, exp["kind"], *settings, "none", "0", f"{result.baseline.y:.4g}", f"{result.baseline.x:.4g}",
+             f"{base['target']:.4g}", f"{base['kept']:.4g}", "1", "", ""]]
+    for p in result.points:
+        r = rates[f"{p.method}-{p.strength:g}"]
+        mean_move = moves.get(p.method, float("nan"))
+        rows.append([name, exp["kind"], *settings, p.method, f"{p.strength:g}", f"{p.y:.4g}", f"{p.x:.4g}",
+                     f"{r['target']:.4g}", f"{r['kept']:.4g}", f"{r['kept'] / base['kept']:.4g}" if base["kept"] else "",
+                     f"{mean_move:.4g}", str(p.frontier).lower()])
+    print(f"{name}: {len(result.points)} points in {time.perf_counter() - t0:.0f} s", flush=True)
+    return rows
+
+
+def best_points(rows: list[list]) -> list[str]:
+    """Per member and method: the strongest target rate that keeps ≥ KEPT of the baseline's unrelated rate."""
+    h = list(ABLATION_POINTS)
+    out = []
+    by = defaultdict(list)
+    for r in rows:
+        if r[h.index("method")] != "none":
+            by[(r[0], r[h.index("method")])].append(r)
+    for (member, method), pts in by.items():
+        ok = [p for p in pts if p[h.index("kept_relative")] and float(p[h.index("kept_relative")]) >= KEPT]
+        best = max(ok, key=lambda p: float(p[h.index("target_rate")]), default=None)
+        top = max(pts, key=lambda p: float(p[h.index("target_rate")]))
+        fmt = lambda p: (f"β {p[h.index('strength')]}: {100 * float(p[h.index('target_rate')]):.0f}% / "
+                         f"{100 * float(p[h.index('kept')]):.0f}%")
+        out.append(f"{member:48s} {method:9s} best kept≥95%: {fmt(best) if best else '-':24s} max: {fmt(top)}")
+    return out
+
+
+def markdown_table(rows: list[list], methods: tuple[str, ...]) -> str:
+    """One line per member: per method, the best point that keeps ≥ KEPT of the baseline's unrelated rate
+    (β: target rate / unrelated kept, relative to the baseline), and the highest target rate at any β."""
+    h = list(ABLATION_POINTS)
+    col = lambda r, k: r[h.index(k)]
+    by = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        by[col(r, "member")][col(r, "method")].append(r)
+    lines = ["| member | " + " | ".join(f"{m}: best at ≥ 95% kept; max" for m in methods) + " |",
+             "|---|" + "---|" * len(methods)]
+    for member, per in by.items():
+        cells = []
+        for m in methods:
+            pts = per.get(m, [])
+            if not pts:
+                cells.append("")
+                continue
+            ok = [p for p in pts if float(col(p, "kept_relative") or 0) >= KEPT]
+            fmt = lambda p: (f"β {col(p, 'strength')}: {100 * float(col(p, 'target_rate')):.0f}% / "
+                             f"{100 * float(col(p, 'kept_relative')):.0f}%")
+            best = max(ok, key=lambda p: (float(col(p, "target_rate")), float(col(p, "kept_relative"))), default=None)
+            top = max(pts, key=lambda p: (float(col(p, "target_rate")), float(col(p, "kept_relative"))))
+            cells.append(f"{fmt(best) if best else '–'}; {fmt(top)}")
+        lines.append(f"| {member.replace('ablation_lm_', '')} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--family", nargs="*", default=["ablation_lm", "ablation_lm_erase"])
+    p.add_argument("--members", nargs="*", help="preset names (default: every member of --family)")
+    p.add_argument("--out", type=Path, default=ROOT / "results" / "ablation" / "points.tsv")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--table", action="store_true", help="print the README table of --out and stop")
+    a = p.parse_args()
+    if a.table:
+        rows = [[r[k] for k in ABLATION_POINTS] for r in read_tsv(a.out, ABLATION_POINTS)]
+        for kind, methods in (("switch", ("casteer", "leace", "midsteer")), ("erase", ("casteer", "leace"))):
+            print(markdown_table([r for r in rows if r[1] == kind], methods) + "\n")
+        return
+    torch.set_num_threads(a.threads)
+    families = list_families(ROOT)
+    members = a.members or [m for f in a.family for m in families[f].members]
+    rows = []
+    if a.out.is_file():  # resume: keep the members already measured
+        old = read_tsv(a.out, ABLATION_POINTS)
+        rows = [[r[k] for k in ABLATION_POINTS] for r in old]
+    done = {r[0] for r in rows}
+    for name in members:
+        if name in done:
+            continue
+        rows += run_member(name, a.out.parent)
+        write_tsv(a.out, ABLATION_POINTS, rows)
+    print("\n".join(best_points([r for r in rows if r[0] in members])))
+
+
+if __name__ == "__main__":
+    main()
