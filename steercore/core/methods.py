@@ -90,6 +90,13 @@ class _Cast:
         return self.cache[key]
 
 
+
+def _dot(x: Tensor, v: Tensor) -> Tensor:
+    """⟨x, v⟩ over the last dim, [..., D] → [...], each row reduced on its own: a `@` would go through a BLAS
+    kernel chosen by the number of rows, so a sample's result would depend on the batch it is in (off by an
+    ulp in float32 on some CPUs), and per-sample strengths in a batch must match unbatched runs bit for bit."""
+    return (x * v).sum(-1)
+
 @dataclass(frozen=True, eq=False)
 class RankOneEdit:
     """x' = x − β·c·u with c = vᵀ(x − μ), optionally c ← max(c, 0), optionally renormalized per token.
@@ -117,7 +124,7 @@ class RankOneEdit:
     def score(self, x: Tensor) -> Tensor:
         """c = vᵀ(x − μ) for x [..., D] → [...], in x's dtype."""
         u, v, mu = self._cast.get(self, ("u", "v", "mu"), x)
-        return ((x - mu) if mu is not None else x) @ v
+        return _dot(x if mu is None else x - mu, v)
 
     def __call__(self, x: Tensor, strength: Strength = 1.0) -> Tensor:
         check_strength(strength)
@@ -128,7 +135,7 @@ class RankOneEdit:
         if x.shape[-1] != self.dim:
             raise ShapeMismatchError(f"{self.method}: activation has D={x.shape[-1]}, the map was fitted for D={self.dim}")
         u, v, mu = self._cast.get(self, ("u", "v", "mu"), x)
-        c = (((x - mu) if mu is not None else x) @ v).unsqueeze(-1)  # [..., 1]
+        c = _dot(x if mu is None else x - mu, v).unsqueeze(-1)  # [..., 1]
         if self.clip:
             c = c.clamp_min(0)
         out = x - (_broadcast(strength, x) * c) * u  # [..., D]

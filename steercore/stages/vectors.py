@@ -13,7 +13,7 @@ from steercore.core.methods import get_method
 from steercore.core.plan import MapDiagnostics, SteeringPlan, diagnose_plan
 from steercore.core.stats import ActivationStats, RowSample
 from steercore.experiments.corpora import neutral_texts
-from steercore.experiments.preset import ROOT, Condition, Experiment
+from steercore.experiments.preset import Condition, Experiment
 from steercore.experiments.promptsets import vector_prompts
 from steercore.stages.statistics import collect
 from steercore.tables import DIAGNOSTICS, write_tsv

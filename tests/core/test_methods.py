@@ -3,7 +3,7 @@
 import pytest
 import torch
 from concept_erasure import LeaceFitter
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from steercore import (ConfigError, ShapeMismatchError, Sequential, fit_casteer_add, fit_casteer_remove, fit_leace,
@@ -69,6 +69,12 @@ def test_leace_matches_eleuther_oracle(seed, D, rank):
     oracle = fitter.eraser
 
     mu, sigma = x.mean(0), torch.cov(x.T)
+    # Both sides drop eigenvalues below D·eps·λ_max, from their own round-off of the same Σ: a draw whose
+    # null-space round-off lands near that cut-off (seen: 1.4e-15 against 1.5e-14 at D 8, rank 1) is kept by
+    # one side and dropped by the other, and the two erasers then differ by design, not by a bug
+    for spectrum in (torch.linalg.eigvalsh(sigma), torch.linalg.eigvalsh(fitter.sigma_xx)):
+        cut = D * torch.finfo(f64).eps * spectrum[-1]
+        assume(not ((spectrum > cut / 30) & (spectrum < cut * 30)).any())
     s, t = x[z == 1].mean(0), x[z == 0].mean(0)
     ours = fit_leace(s, mu, sigma, t)
     out = ours(x)
