@@ -233,9 +233,13 @@ def _sdxl(tmp: Path, out: Path, *, turbo: bool) -> None:
 
 def _sd15(tmp: Path, out: Path) -> None:
     from diffusers import PNDMScheduler, StableDiffusionPipeline
+    from transformers import CLIPImageProcessor
 
     pipe = StableDiffusionPipeline.from_pretrained(tiny_models.build_sd(tmp), local_files_only=True,
                                                    safety_checker=None, requires_safety_checker=False)
+    # The repository's feature_extractor folder (read by the pipeline even without its safety checker).
+    pipe.register_modules(feature_extractor=CLIPImageProcessor(size={"shortest_edge": 224},
+                                                               crop_size={"height": 224, "width": 224}))
     pipe.scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                                    skip_prk_steps=True, steps_offset=1, set_alpha_to_one=False)
     _save_pipeline(pipe, out, None)

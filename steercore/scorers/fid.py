@@ -19,12 +19,19 @@ import torch
 from steercore.core.errors import ConfigError, FileFormatError
 from steercore.core.files import atomic_path
 from steercore.scorers.common import batched, choose_device, load_image
-from steercore.hub import url_file
+from steercore.hub import Download, url_file
 
 INCEPTION_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt"
+INCEPTION_BYTES = 95_600_000  # approximate: 23.9M float32 parameters in TorchScript
 IMAGE_EXTENSIONS = ("bmp", "jpg", "jpeg", "png", "ppm", "tif", "tiff", "webp")
-# Also searched for inception-2015-12-05.pt: clean-fid itself downloads it to /tmp.
+# Also searched for inception-2015-12-05.pt (after the torch hub folder): clean-fid itself downloads it to /tmp.
 INCEPTION_SEARCH = ["/tmp"]
+
+
+def inception_downloads() -> list[Download]:
+    """What `inception()` reads when no weights file is given."""
+    return [Download("FID (Inception-v3)", INCEPTION_URL, repo_type="url", search=tuple(INCEPTION_SEARCH),
+                     size=INCEPTION_BYTES)]
 
 FeatureFn = Callable[[list], torch.Tensor]
 
