@@ -3,11 +3,11 @@
 import os
 import shlex
 import sys
+from pathlib import Path
 
 from steercore.core.errors import SteerError
 from steercore.core.methods import get_method
-from steercore.experiments.preset import ROOT, Condition, list_experiments, load_experiment
-
+from steercore.experiments.preset import SETTINGS, Condition, configure
 
 
 def _python():
@@ -39,16 +39,32 @@ wildcard_constraints:
     condition="[A-Za-z0-9_]+-[A-Za-z0-9.+-]+",
 
 
+# The project: the working directory, where Snakemake runs every job, also when a project imports this
+# workflow as a module. Its experiments_dir and results_dir (config keys) are relative to it; `configure`
+# takes them and `scale` from the config, and every job that loads a preset gets the same three (PRESET_ARGS).
+PROJECT = Path.cwd()
+
+
 def _load_all():
     from steercore.experiments.workflow_config import load_presets
 
     try:
-        return load_presets(config["experiments"])
+        configure(config)
+        return load_presets(config["experiments"], PROJECT)
     except SteerError as e:
         sys.exit(f"Steerflow config error: {e}")
 
 
 EXPERIMENTS = _load_all()
+RESULTS = SETTINGS["results_dir"]
+PRESET_ARGS = (f"--experiments-dir {shlex.quote(SETTINGS['experiments_dir'])} --results-dir {shlex.quote(RESULTS)}"
+               f" --scale {SETTINGS['scale']!r}")
+
+
+def res(path):
+    """A path under the results root (config `results_dir`)."""
+    return f"{RESULTS}/{path}"
+
 DEVICE = config["device"]
 THREADS = config["threads"]
 # Host memory (MB) of a model job by model kind; the testbed needs little. Profiles may raise it per rule.
@@ -83,7 +99,7 @@ def vectors_owner(w):
 def cov_shards(w):
     exp = EXPERIMENTS[cov_owner(w)]
     k = exp["cov"]["shards"]
-    return [f"results/cov/{w.model}/shards/{w.covid}.{i}of{k}.safetensors" for i in range(k)]
+    return [res(f"cov/{w.model}/shards/{w.covid}.{i}of{k}.safetensors") for i in range(k)]
 
 
 def mem_of(exp_name):
@@ -118,7 +134,7 @@ def generating(name):
 
 
 def unit_manifest(name, unit):
-    return f"results/generate/{name}/{unit}/manifest.tsv"
+    return res(f"generate/{name}/{unit}/manifest.tsv")
 
 
 def unit_manifests(w):
@@ -170,17 +186,17 @@ def score_inputs(w):
     manifests = [unit_manifest(gen, u) for u, conds in units(gen).items() if wanted & {c.label for c in conds}]
     inputs = {"manifests": manifests}
     if is_t2i(w.experiment):
-        inputs["reference"] = f"results/scores/{w.experiment}/baseline_features"
+        inputs["reference"] = res(f"scores/{w.experiment}/baseline_features")
     return inputs
 
 
 def score_tables(w, table):
-    return [f"results/scores/{w.experiment}/{u}/{table}.tsv" for u in units(w.experiment)]
+    return [res(f"scores/{w.experiment}/{u}/{table}.tsv") for u in units(w.experiment)]
 
 
 def manifest_of(w):
     """The gathered generate manifest an experiment shows: its own, or that of `outputs_from`."""
-    return f"results/generate/{generating(w.experiment)}/manifest.tsv"
+    return res(f"generate/{generating(w.experiment)}/manifest.tsv")
 
 
 def is_t2i(name):
@@ -190,9 +206,9 @@ def is_t2i(name):
 def default_targets():
     out = []
     for name in config["experiments"]:
-        out += [f"results/pareto/{name}.pdf", f"results/pareto/{name}.svg", f"results/pareto/{name}.intervals.tsv"]
+        out += [res(f"pareto/{name}.pdf"), res(f"pareto/{name}.svg"), res(f"pareto/{name}.intervals.tsv")]
         if is_t2i(name):
-            out.append(f"results/pareto/{name}_grid.png")
+            out.append(res(f"pareto/{name}_grid.png"))
     return out
 
 
@@ -201,7 +217,7 @@ def log(rule, pattern):
 
 
 def bench(rule, pattern):
-    return f"results/benchmarks/{rule}/{pattern}.tsv"
+    return res(f"benchmarks/{rule}/{pattern}.tsv")
 
 
 # ---- paper figures and tables (rules/paper.smk; added with issue 8)
@@ -211,14 +227,14 @@ from steercore.figures.artefacts import Artefact, paper_artefacts
 
 def paper_inputs(w):
     """The score tables of the experiments that feed the artefact."""
-    exps = Artefact.parse(w.artefact).experiments()
-    return [f"results/scores/{e.name}/{t}.tsv" for e in exps for t in ("concept_scores", "preservation")]
+    exps = Artefact.parse(w.artefact).experiments(PROJECT)
+    return [res(f"scores/{e.name}/{t}.tsv") for e in exps for t in ("concept_scores", "preservation")]
 
 
 def paper_targets():
     """Every artefact of the configured experiments (and their models' covariance-size ablations)."""
     try:
-        names = paper_artefacts(config["experiments"])
+        names = paper_artefacts(config["experiments"], PROJECT)
     except SteerError as e:
         sys.exit(f"Steerflow config error: {e}")
-    return [f"results/paper/{a}.{s}" for a in names for s in ("pdf", "svg", "tex")]
+    return [res(f"paper/{a}.{s}") for a in names for s in ("pdf", "svg", "tex")]

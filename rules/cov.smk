@@ -9,10 +9,11 @@ localrules:
 
 rule cov_shard:
     output:
-        temp("results/cov/{model}/shards/{covid}.{shard}of{shards}.safetensors"),
+        temp(res("cov/{model}/shards/{covid}.{shard}of{shards}.safetensors")),
     params:
         python=PYTHON,
         script=script("cov_shard"),
+        presets=PRESET_ARGS,
         device=DEVICE,
         experiment=lambda w: cov_owner(w),
     log:
@@ -26,7 +27,7 @@ rule cov_shard:
     conda:
         "../envs/steerflow.yaml"
     shell:
-        "{params.python:q} {params.script:q} --experiment {params.experiment:q}"
+        "{params.python:q} {params.script:q} --experiment {params.experiment:q} {params.presets}"
         " --shard {wildcards.shard:q} --shards {wildcards.shards:q} --device {params.device:q} --threads {threads}"
         " --out {output:q} > {log:q} 2>&1"
 
@@ -35,7 +36,7 @@ rule cov:
     input:
         cov_shards,
     output:
-        "results/cov/{model}/{covid}.safetensors",
+        res("cov/{model}/{covid}.safetensors"),
     params:
         python=PYTHON,
         script=script("cov"),

@@ -14,13 +14,14 @@ rule generate:
     input:
         unpack(generate_inputs),
     output:
-        manifest="results/generate/{experiment}/{condition}/manifest.tsv",
+        manifest=res("generate/{experiment}/{condition}/manifest.tsv"),
     params:
         python=PYTHON,
         script=script("generate"),
+        presets=PRESET_ARGS,
         device=DEVICE,
         pack=PACK,
-        folder="results/generate/{experiment}",
+        folder=res("generate/{experiment}"),
         digest=generate_digest,
     log:
         log("generate", "{experiment}/{condition}"),
@@ -33,7 +34,7 @@ rule generate:
     conda:
         "../envs/steerflow.yaml"
     shell:
-        "{params.python:q} {params.script:q} --experiment {wildcards.experiment:q} --unit {wildcards.condition:q}"
+        "{params.python:q} {params.script:q} --experiment {wildcards.experiment:q} {params.presets} --unit {wildcards.condition:q}"
         " --pack {params.pack:q} --out-dir {params.folder:q} --manifest {output.manifest:q}"
         " --device {params.device:q} --threads {threads} > {log:q} 2>&1"
 
@@ -42,10 +43,11 @@ rule gather_manifest:
     input:
         unit_manifests,
     output:
-        "results/generate/{experiment}/manifest.tsv",
+        res("generate/{experiment}/manifest.tsv"),
     params:
         python=PYTHON,
         script=script("gather"),
+        presets=PRESET_ARGS,
     log:
         log("gather_manifest", "{experiment}"),
     threads: 1
@@ -54,5 +56,5 @@ rule gather_manifest:
     conda:
         "../envs/steerflow.yaml"
     shell:
-        "{params.python:q} {params.script:q} manifest --experiment {wildcards.experiment:q} --manifests {input:q}"
+        "{params.python:q} {params.script:q} manifest --experiment {wildcards.experiment:q} {params.presets} --manifests {input:q}"
         " --out {output:q} > {log:q} 2>&1"

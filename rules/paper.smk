@@ -12,15 +12,17 @@ rule paper:
     input:
         paper_inputs,
     output:
-        pdf="results/paper/{artefact}.pdf",
-        svg=report("results/paper/{artefact}.svg", caption="../report/paper.rst", category="Paper",
+        pdf=res("paper/{artefact}.pdf"),
+        svg=report(res("paper/{artefact}.svg"), caption="../report/paper.rst", category="Paper",
                    labels={"artefact": "{artefact}"}),
-        tex="results/paper/{artefact}.tex",
+        tex=res("paper/{artefact}.tex"),
     wildcard_constraints:
         artefact=PAPER_ARTEFACT,
     params:
         python=PYTHON,
         script=script("paper"),
+        presets=PRESET_ARGS,
+        out_dir=res("paper"),
     log:
         log("paper", "{artefact}"),
     benchmark:
@@ -31,7 +33,7 @@ rule paper:
     conda:
         "../envs/steerflow.yaml"
     shell:
-        "{params.python:q} {params.script:q} {wildcards.artefact:q} --out-dir results/paper > {log:q} 2>&1"
+        "{params.python:q} {params.script:q} {wildcards.artefact:q} --out-dir {params.out_dir:q} {params.presets} > {log:q} 2>&1"
 
 
 rule paper_all:

@@ -10,17 +10,18 @@ localrules:
 
 rule pareto:
     input:
-        concept="results/scores/{experiment}/concept_scores.tsv",
-        preservation="results/scores/{experiment}/preservation.tsv",
+        concept=res("scores/{experiment}/concept_scores.tsv"),
+        preservation=res("scores/{experiment}/preservation.tsv"),
     output:
-        pdf="results/pareto/{experiment}.pdf",
-        svg=report("results/pareto/{experiment}.svg", caption="../report/pareto.rst", category="Pareto",
+        pdf=res("pareto/{experiment}.pdf"),
+        svg=report(res("pareto/{experiment}.svg"), caption="../report/pareto.rst", category="Pareto",
                    labels={"experiment": "{experiment}"}),
-        points="results/pareto/{experiment}.tsv",
-        table="results/pareto/{experiment}.tex",
+        points=res("pareto/{experiment}.tsv"),
+        table=res("pareto/{experiment}.tex"),
     params:
         python=PYTHON,
         script=script("pareto"),
+        presets=PRESET_ARGS,
     log:
         log("pareto", "{experiment}"),
     benchmark:
@@ -31,7 +32,7 @@ rule pareto:
     conda:
         "../envs/steerflow.yaml"
     shell:
-        "{params.python:q} {params.script:q} --experiment {wildcards.experiment:q} --concept {input.concept:q}"
+        "{params.python:q} {params.script:q} --experiment {wildcards.experiment:q} {params.presets} --concept {input.concept:q}"
         " --preservation {input.preservation:q} --pdf {output.pdf:q} --svg {output.svg:q} --points {output.points:q}"
         " --table {output.table:q} > {log:q} 2>&1"
 
@@ -40,7 +41,7 @@ rule grid:
     input:
         manifest=manifest_of,
     output:
-        report("results/pareto/{experiment}_grid.png", caption="../report/grid.rst", category="Samples",
+        report(res("pareto/{experiment}_grid.png"), caption="../report/grid.rst", category="Samples",
                labels={"experiment": "{experiment}"}),
     params:
         python=PYTHON,
@@ -60,12 +61,13 @@ rule grid:
 
 rule pareto_intervals:
     input:
-        per_output="results/scores/{experiment}/items.tsv",
+        per_output=res("scores/{experiment}/items.tsv"),
     output:
-        "results/pareto/{experiment}.intervals.tsv",
+        res("pareto/{experiment}.intervals.tsv"),
     params:
         python=PYTHON,
         script=script("pareto_intervals"),
+        presets=PRESET_ARGS,
     log:
         log("pareto_intervals", "{experiment}"),
     threads: 1
@@ -74,5 +76,5 @@ rule pareto_intervals:
     conda:
         "../envs/steerflow.yaml"
     shell:
-        "{params.python:q} {params.script:q} --experiment {wildcards.experiment:q} --items {input.per_output:q}"
+        "{params.python:q} {params.script:q} --experiment {wildcards.experiment:q} {params.presets} --items {input.per_output:q}"
         " --out {output:q} > {log:q} 2>&1"

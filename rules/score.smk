@@ -13,12 +13,13 @@ rule baseline_features:
     input:
         manifest=lambda w: unit_manifest(generating(w.experiment), "none-0"),
     output:
-        directory("results/scores/{experiment}/baseline_features"),
+        directory(res("scores/{experiment}/baseline_features")),
     params:
         python=PYTHON,
         script=script("baseline_features"),
+        presets=PRESET_ARGS,
         device=DEVICE,
-        generated=lambda w: f"results/generate/{generating(w.experiment)}",
+        generated=lambda w: res(f"generate/{generating(w.experiment)}"),
         digest=baseline_digest,
     log:
         log("baseline_features", "{experiment}"),
@@ -31,7 +32,7 @@ rule baseline_features:
     conda:
         "../envs/steerflow.yaml"
     shell:
-        "{params.python:q} {params.script:q} --experiment {wildcards.experiment:q} --generated {params.generated:q}"
+        "{params.python:q} {params.script:q} --experiment {wildcards.experiment:q} {params.presets} --generated {params.generated:q}"
         " --manifest {input.manifest:q} --out {output:q} --device {params.device:q} --threads {threads}"
         " > {log:q} 2>&1"
 
@@ -40,14 +41,15 @@ rule score:
     input:
         unpack(score_inputs),
     output:
-        per_output="results/scores/{experiment}/{condition}/items.tsv",
-        preservation="results/scores/{experiment}/{condition}/preservation.tsv",
+        per_output=res("scores/{experiment}/{condition}/items.tsv"),
+        preservation=res("scores/{experiment}/{condition}/preservation.tsv"),
     params:
         python=PYTHON,
         script=script("score"),
+        presets=PRESET_ARGS,
         device=DEVICE,
         pack=PACK,
-        generated=lambda w: f"results/generate/{generating(w.experiment)}",
+        generated=lambda w: res(f"generate/{generating(w.experiment)}"),
         reference=lambda w, input: f"--reference {shlex.quote(input.reference)}" if "reference" in input.keys() else "",
         digest=score_digest,
     log:
@@ -61,7 +63,7 @@ rule score:
     conda:
         "../envs/steerflow.yaml"
     shell:
-        "{params.python:q} {params.script:q} --experiment {wildcards.experiment:q} --unit {wildcards.condition:q}"
+        "{params.python:q} {params.script:q} --experiment {wildcards.experiment:q} {params.presets} --unit {wildcards.condition:q}"
         " --pack {params.pack:q} --generated {params.generated:q} --manifests {input.manifests:q}"
         " {params.reference} --items-out {output.per_output:q} --preservation-out {output.preservation:q}"
         " --device {params.device:q} --threads {threads} > {log:q} 2>&1"
@@ -72,14 +74,15 @@ rule gather_scores:
         per_output=lambda w: score_tables(w, "items"),
         preservation=lambda w: score_tables(w, "preservation"),
     output:
-        per_output="results/scores/{experiment}/items.tsv",
-        concept=report("results/scores/{experiment}/concept_scores.tsv", caption="../report/scores.rst",
+        per_output=res("scores/{experiment}/items.tsv"),
+        concept=report(res("scores/{experiment}/concept_scores.tsv"), caption="../report/scores.rst",
                        category="Scores", subcategory="{experiment}"),
-        preservation=report("results/scores/{experiment}/preservation.tsv", caption="../report/scores.rst",
+        preservation=report(res("scores/{experiment}/preservation.tsv"), caption="../report/scores.rst",
                             category="Scores", subcategory="{experiment}"),
     params:
         python=PYTHON,
         script=script("gather"),
+        presets=PRESET_ARGS,
     log:
         log("gather_scores", "{experiment}"),
     threads: 1
@@ -88,6 +91,6 @@ rule gather_scores:
     conda:
         "../envs/steerflow.yaml"
     shell:
-        "{params.python:q} {params.script:q} scores --experiment {wildcards.experiment:q} --items {input.per_output:q}"
+        "{params.python:q} {params.script:q} scores --experiment {wildcards.experiment:q} {params.presets} --items {input.per_output:q}"
         " --preservation {input.preservation:q} --items-out {output.per_output:q} --concept-out {output.concept:q}"
         " --preservation-out {output.preservation:q} > {log:q} 2>&1"

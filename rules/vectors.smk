@@ -3,10 +3,11 @@
 
 rule vectors:
     output:
-        "results/vectors/{model}/{vecid}/{concept}.safetensors",
+        res("vectors/{model}/{vecid}/{concept}.safetensors"),
     params:
         python=PYTHON,
         script=script("vectors"),
+        presets=PRESET_ARGS,
         device=DEVICE,
         experiment=lambda w: vectors_owner(w),
     log:
@@ -20,5 +21,5 @@ rule vectors:
     conda:
         "../envs/steerflow.yaml"
     shell:
-        "{params.python:q} {params.script:q} --experiment {params.experiment:q} --concept {wildcards.concept:q}"
+        "{params.python:q} {params.script:q} --experiment {params.experiment:q} {params.presets} --concept {wildcards.concept:q}"
         " --device {params.device:q} --threads {threads} --out {output:q} > {log:q} 2>&1"

@@ -2,8 +2,7 @@
 
 from pathlib import Path
 
-from steercore.stages.job import experiment_parser, job_device, main_guard
-from steercore.experiments.preset import load_experiment
+from steercore.stages.job import experiment_parser, job_device, job_experiment, main_guard
 from steercore.stages.score import baseline_features
 
 
@@ -14,7 +13,7 @@ def main():
     p.add_argument("--manifest", required=True, type=Path, help="the baseline job's manifest")
     p.add_argument("--out", required=True, type=Path, help="folder for one <prompt set>.npz each")
     a = p.parse_args()
-    exp = load_experiment(a.experiment)
+    exp = job_experiment(a)
     with job_device(a.device, a.threads) as device:
         n = baseline_features(exp, [a.manifest], a.generated, a.out, device=device)
     print(f"wrote the baseline features of {n} prompt sets to {a.out}")

@@ -3,9 +3,8 @@
 from pathlib import Path
 
 from steercore.core.files import save_stats
-from steercore.experiments.preset import load_experiment
 from steercore.stages.cov import neutral_statistics
-from steercore.stages.job import experiment_parser, job_device, main_guard
+from steercore.stages.job import experiment_parser, job_device, job_experiment, main_guard
 
 
 @main_guard
@@ -15,7 +14,7 @@ def main():
     p.add_argument("--shards", type=int, default=1)
     p.add_argument("--out", required=True, type=Path)
     a = p.parse_args()
-    exp = load_experiment(a.experiment)
+    exp = job_experiment(a)
     with job_device(a.device, a.threads) as device:
         stats = neutral_statistics(exp, shard=a.shard, shards=a.shards, device=device)
     save_stats(stats, a.out)

@@ -1,18 +1,15 @@
 """gather rules: an experiment's manifest, or its score tables, from the tables of its per-job outputs."""
 
-import argparse
 from pathlib import Path
 
-from steercore.stages.job import main_guard
-from steercore.experiments.preset import load_experiment
+from steercore.stages.job import job_experiment, main_guard, preset_parser
 from steercore.stages.gather import gather_manifest, gather_scores
 
 
 @main_guard
 def main():
-    p = argparse.ArgumentParser(description=__doc__)
+    p = preset_parser(__doc__)
     p.add_argument("what", choices=["manifest", "scores"])
-    p.add_argument("--experiment", required=True)
     p.add_argument("--manifests", type=Path, nargs="+", help="manifest: the generate jobs' manifests")
     p.add_argument("--out", type=Path, help="manifest: the experiment's manifest")
     p.add_argument("--items", type=Path, nargs="+", help="scores: the score jobs' items.tsv")
@@ -21,7 +18,7 @@ def main():
     p.add_argument("--concept-out", type=Path)
     p.add_argument("--preservation-out", type=Path)
     a = p.parse_args()
-    exp = load_experiment(a.experiment)
+    exp = job_experiment(a)
     if a.what == "manifest":
         if not a.manifests or not a.out:
             p.error("manifest needs --manifests and --out")

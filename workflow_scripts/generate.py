@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from steercore.stages.job import experiment_parser, job_device, main_guard
-from steercore.experiments.preset import ROOT, load_experiment
+from steercore.experiments.preset import load_experiment
+from steercore.stages.job import experiment_parser, job_device, job_project, main_guard
 from steercore.stages.generate import generate_unit, unit_conditions
 
 
@@ -15,10 +15,12 @@ def main():
     p.add_argument("--out-dir", required=True, type=Path, help="the experiment's generate folder")
     p.add_argument("--manifest", required=True, type=Path, help="this job's manifest")
     a = p.parse_args()
-    exp = load_experiment(a.experiment)
+    project = job_project(a)
+    exp = load_experiment(a.experiment, project)
     conditions = unit_conditions(exp, a.unit, a.pack)
     with job_device(a.device, a.threads) as device:
-        n = generate_unit(exp, conditions, a.out_dir.resolve(), a.manifest.resolve(), device=device, root=ROOT)
+        n = generate_unit(exp, conditions, a.out_dir.resolve(), a.manifest.resolve(), device=device,
+                          root=project)
     print(f"{n} outputs of {', '.join(c.label for c in conditions)} listed in {a.manifest}")
 
 

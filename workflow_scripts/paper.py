@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from steercore.stages.job import main_guard
+from steercore.stages.job import add_preset_args, job_project, main_guard
 from steercore.stages.paper import render_artefact
 
 
@@ -11,9 +11,10 @@ from steercore.stages.paper import render_artefact
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("artefact", help="e.g. pareto-testbed_red_blue-unrelated_score, table-ci, covsize-testbed_covsize")
-    p.add_argument("--out-dir", type=Path, default=Path("results/paper"))
+    p.add_argument("--out-dir", type=Path, default=None, help="default: <results dir>/paper")
+    add_preset_args(p)
     a = p.parse_args()
-    for path in render_artefact(a.artefact, a.out_dir):
+    for path in render_artefact(a.artefact, a.out_dir, root=job_project(a)):
         print(f"wrote {path}")
 
 

@@ -1,17 +1,14 @@
 """pareto rule: Pareto plot (PDF and SVG), the points with their frontier flags (TSV), a LaTeX table."""
 
-import argparse
 from pathlib import Path
 
-from steercore.stages.job import main_guard
-from steercore.experiments.preset import load_experiment
+from steercore.stages.job import job_experiment, main_guard, preset_parser
 from steercore.stages.pareto import render_experiment_pareto
 
 
 @main_guard
 def main():
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--experiment", required=True)
+    p = preset_parser(__doc__)
     p.add_argument("--concept", required=True, type=Path, help="concept_scores.tsv")
     p.add_argument("--preservation", required=True, type=Path, help="preservation.tsv")
     p.add_argument("--pdf", required=True, type=Path)
@@ -19,7 +16,7 @@ def main():
     p.add_argument("--points", required=True, type=Path)
     p.add_argument("--table", required=True, type=Path)
     a = p.parse_args()
-    exp = load_experiment(a.experiment)
+    exp = job_experiment(a)
     result = render_experiment_pareto(exp, a.concept, a.preservation, figures=[a.pdf, a.svg], points=a.points,
                                       table=a.table)
     for pt in [result.baseline, *result.points]:

@@ -2,8 +2,7 @@
 
 from pathlib import Path
 
-from steercore.stages.job import experiment_parser, job_device, main_guard
-from steercore.experiments.preset import load_experiment
+from steercore.stages.job import experiment_parser, job_device, job_experiment, main_guard
 from steercore.stages.generate import unit_conditions
 from steercore.stages.score import score_unit
 
@@ -20,7 +19,7 @@ def main():
     p.add_argument("--items-out", required=True, type=Path)
     p.add_argument("--preservation-out", required=True, type=Path)
     a = p.parse_args()
-    exp = load_experiment(a.experiment)
+    exp = job_experiment(a)
     labels = [c.label for c in unit_conditions(exp, a.unit, a.pack)]
     with job_device(a.device, a.threads) as device:
         n_i, n_p = score_unit(exp, labels, a.manifests, a.generated, a.items_out, a.preservation_out,

@@ -3,8 +3,7 @@
 from pathlib import Path
 
 from steercore.core.files import save_stats
-from steercore.experiments.preset import load_experiment
-from steercore.stages.job import experiment_parser, job_device, main_guard
+from steercore.stages.job import experiment_parser, job_device, job_experiment, main_guard
 from steercore.stages.vectors import concept_means
 
 
@@ -14,7 +13,7 @@ def main():
     p.add_argument("--concept", required=True)
     p.add_argument("--out", required=True, type=Path)
     a = p.parse_args()
-    exp = load_experiment(a.experiment)
+    exp = job_experiment(a)
     with job_device(a.device, a.threads) as device:
         stats = concept_means(exp, a.concept, device=device)
     save_stats(stats, a.out)

@@ -10,6 +10,12 @@ A preset states only what differs: `extends: <preset>` deep-merges it over anoth
 key set to null is removed, so its default applies), `twin_of: <preset>` does the same and declares a clip
 twin (the two differ only in `clip`), and a file with `sweep:` is a family, not a preset: it expands into one
 preset per swept value, named `<family>_<suffix>` (see `expand_sweep`).
+
+Presets are looked up in the project's `experiments_dir` first, then in Steerflow's own `config/experiments`
+(a project that imports Steerflow as a Snakemake module brings its own presets, and may extend or shadow the
+shipped ones). A relative file a preset names (`{file: ...}` prompts, a `file:` corpus) is relative to the
+project of the preset file that names it: the importing project for its own files, this checkout for the
+shipped ones and for the defaults.
 """
 
 from __future__ import annotations
@@ -19,9 +25,11 @@ import hashlib
 import json
 import math
 import re
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import jsonschema
 import yaml
@@ -31,19 +39,25 @@ from steercore.core.methods import METHODS, get_method
 
 
 
+# The Steerflow checkout of this package: its schemas, its shipped presets and the prompt files they name.
+STEERFLOW = Path(__file__).resolve().parents[2]
+SHIPPED = STEERFLOW / "config" / "experiments"
+
+
 def find_root() -> Path:
-    """The workflow directory whose config/ and results/ are used: the working directory when it holds
-    config/experiments (Snakemake runs jobs there, also in a copy of the workflow), else this repository."""
+    """The project whose presets and results the Python API uses by default: the working directory when it
+    holds config/experiments (a project, or a copy of the workflow), else this checkout. The workflow always
+    passes its working directory (where Snakemake runs every job) as `root`."""
     here = Path.cwd()
-    return here if (here / "config" / "experiments").is_dir() else Path(__file__).resolve().parents[2]
+    return here if (here / "config" / "experiments").is_dir() else STEERFLOW
 
 
 ROOT = find_root()
-SCHEMA = ROOT / "config" / "experiment.schema.yaml"
-# Where presets and results live, relative to the workflow directory (or absolute); `configure` sets them
-# from the workflow config's `experiments_dir` and `results_dir` keys, so a project that imports Steerflow
-# as a Snakemake module can bring its own presets.
-PATHS = {"experiments_dir": "config/experiments", "results_dir": "results"}
+SCHEMA = STEERFLOW / "config" / "experiment.schema.yaml"
+# The workflow config's keys that say where presets are found, where results go (both relative to the project
+# or absolute) and by how much every count of a preset shrinks. `configure` sets them: the Snakefile from its
+# config, every job from the arguments its rule passes, so the DAG and the jobs load the same presets.
+SETTINGS = {"experiments_dir": "config/experiments", "results_dir": "results", "scale": 1.0}
 PRESET_NAME = re.compile(r"^[A-Za-z0-9_]+$")  # as the schema's name pattern: wildcards, paths, job arguments
 # Keys of a preset file that say how it is built, not what it runs: not part of the resolved config.
 DECLARATIONS = ("extends", "twin_of", "sweep")
@@ -165,6 +179,10 @@ class Experiment:
     cfg: dict
     twin_of: str | None = None  # declared clip twin: this preset is `twin_of` with `clip` toggled
     family: str | None = None  # the sweep file this preset was generated from
+    roots: dict = field(default_factory=dict, compare=False, repr=False)
+    """Key path of each relative file the preset names (("prompts", "source"), ("cov", "corpus")) -> the
+    project it is relative to (see `root_of`)."""
+    scale: float = 1.0  # the `scale` its counts were multiplied by (steercore.experiments.scale)
 
     def __getitem__(self, key):
         return self.cfg[key]
@@ -178,6 +196,11 @@ class Experiment:
     @property
     def stats_model(self) -> str:
         return self.cfg["stats_model"] or self.cfg["model"]
+
+    def root_of(self, *key: str) -> Path:
+        """The folder a relative file of the prompt set (or corpus) at `key` is found in: the project of the
+        preset file that names it; Steerflow's checkout for a default (e.g. the model kind's concept prompts)."""
+        return self.roots.get(key, STEERFLOW)
 
     def _default(self, key: str):
         return TESTBED_DEFAULTS.get(self.cfg["model"], DEFAULTS_BY_KIND[self.model_kind])[key]
@@ -248,14 +271,16 @@ class Experiment:
                  "perstep" if c["per_step"] else "step0"]
         if self.model_kind == "lm":
             parts.append(self.cfg["llm_site"])
+        if self.scale != 1:  # a scaled run never shares statistics with a full-size one
+            parts.append(f"x{_value_name(self.scale)}")
         return "_".join(parts)
 
     def vectors_id(self) -> str:
         """Identifies concept-mean files: prompts, sample count, aggregation, steps, site kind (short hash)."""
         v = self.cfg["vectors"]
-        key = json.dumps([self.vector_prompts, v["samples"], v["aggregation"], self.cfg["cov"]["per_step"],
-                          self.cfg["llm_site"] if self.model_kind == "lm" else None, self.cfg["steps"],
-                          self.cfg["seed"]], sort_keys=True)
+        key = [self.vector_prompts, v["samples"], v["aggregation"], self.cfg["cov"]["per_step"],
+               self.cfg["llm_site"] if self.model_kind == "lm" else None, self.cfg["steps"], self.cfg["seed"]]
+        key = json.dumps(key + ([self.scale] if self.scale != 1 else []), sort_keys=True)
         return hashlib.sha1(key.encode()).hexdigest()[:8]
 
 
@@ -272,10 +297,10 @@ class Experiment:
         return any(get_method(m).needs_neutral for m in self.cfg["methods"])
 
     def cov_path(self) -> str:
-        return f"{PATHS['results_dir']}/cov/{self.stats_dir}/{self.cov_id()}.safetensors"
+        return f"{SETTINGS['results_dir']}/cov/{self.stats_dir}/{self.cov_id()}.safetensors"
 
     def vectors_path(self, concept: str) -> str:
-        return f"{PATHS['results_dir']}/vectors/{self.stats_dir}/{self.vectors_id()}/{concept}.safetensors"
+        return f"{SETTINGS['results_dir']}/vectors/{self.stats_dir}/{self.vectors_id()}/{concept}.safetensors"
 
     def packs(self, override: str = "auto") -> bool:
         """Whether all strengths of a method run in one job (one batch, per-sample strengths).
@@ -314,6 +339,8 @@ class Experiment:
         out["resolved"] = {"steps": self.cfg["steps"] or spec.steps,
                            "guidance": spec.guidance if self.cfg["guidance"] is None else self.cfg["guidance"]}
         out["prompt_text"] = {c: eval_prompts(self, c) for c in self.test_concepts}
+        if self.scale != 1:  # a scaled run never reuses full-size outputs (scale 1 keeps the digests of before)
+            out["scale"] = self.scale
         if cond.method != "none":
             stats = [self.vectors_path(c) for c in self.concepts]
             if get_method(cond.method).needs_neutral:
@@ -345,18 +372,36 @@ _STEERING_ONLY = ("kind", "identity_cov", "clip", "renormalize", "zero_mu", "onl
 
 
 def configure(config: dict) -> None:
-    """Take `experiments_dir` and `results_dir` from a workflow config (Snakemake's `config`), where given."""
-    for key in PATHS:
-        if config.get(key):
-            PATHS[key] = str(config[key])
+    """Take `experiments_dir`, `results_dir` and `scale` from a workflow config (Snakemake's `config`, or the
+    arguments a rule passes its job); a key not given takes its default, so no earlier call leaks into this one."""
+    from steercore.experiments.scale import check_scale
+
+    defaults = {"experiments_dir": "config/experiments", "results_dir": "results", "scale": 1.0}
+    given = {k: config[k] for k in defaults if config.get(k) is not None}
+    for key in ("experiments_dir", "results_dir"):
+        if key in given:  # one spelling of each folder: the rules' paths and the digests compare strings
+            given[key] = os.path.normpath(str(given[key]))
+    if "scale" in given:
+        given["scale"] = check_scale(given["scale"])
+    SETTINGS.clear()
+    SETTINGS.update({**defaults, **given})
 
 
 def experiments_dir(root: Path = ROOT) -> Path:
-    return Path(root) / PATHS["experiments_dir"]
+    """The project's presets (`experiments_dir`, relative to the project `root`)."""
+    return Path(root) / SETTINGS["experiments_dir"]
 
 
 def results_dir(root: Path = ROOT) -> Path:
-    return Path(root) / PATHS["results_dir"]
+    """The root of every output (`results_dir`, relative to the project `root`)."""
+    return Path(root) / SETTINGS["results_dir"]
+
+
+def preset_folders(root: Path = ROOT) -> list[tuple[Path, Path]]:
+    """(folder, project) pairs in lookup order: the project's experiments_dir, then Steerflow's own presets.
+    The project is what the relative files of the folder's presets are relative to."""
+    folders = [(experiments_dir(root), Path(root)), (SHIPPED, STEERFLOW)]
+    return [f for i, f in enumerate(folders) if f[0].resolve() not in {g.resolve() for g, _ in folders[:i]}]
 
 
 @dataclass(frozen=True)
@@ -369,24 +414,63 @@ class Family:
     members: dict[str, dict] = field(repr=False)  # member name -> the values of `keys` it takes
 
 
-def _preset_files(root: Path) -> dict[str, Path]:
-    """Every preset file by name; a name that is not [A-Za-z0-9_] is refused (it would break target paths)."""
+class _File(NamedTuple):
+    path: Path
+    project: Path  # what the relative files it names are relative to
+
+
+def _preset_files(root: Path) -> dict[str, list[_File]]:
+    """Every preset file by name, in lookup order (the project's before Steerflow's: the first one is the
+    preset, a later one can only be extended); a name that is not [A-Za-z0-9_] is refused (it would break
+    target paths)."""
     folder = experiments_dir(root)
     if not folder.is_dir():
         raise ConfigError(f"{folder}: no experiments folder; set experiments_dir in the workflow config")
-    files = {}
-    for path in sorted(folder.glob("*.yml")):
-        raise ConfigError(f"{_where(path, root)}: presets end in .yaml; rename it to {path.stem}.yaml")
-    for path in sorted(folder.glob("*.yaml")):
-        check_name(path.stem, _where(path, root))
-        if path.stem in files:
-            raise ConfigError(f"{_where(path, root)}: a second preset named '{path.stem}' ({files[path.stem].name}); remove one")
-        files[path.stem] = path
+    files: dict[str, list[_File]] = {}
+    for folder, project in preset_folders(root):
+        for path in sorted(folder.glob("*.yml")):
+            raise ConfigError(f"{_where(path, root)}: presets end in .yaml; rename it to {path.stem}.yaml")
+        for path in sorted(folder.glob("*.yaml")):
+            check_name(path.stem, _where(path, root))
+            files.setdefault(path.stem, []).append(_File(path, project))
     return files
 
 
 def _where(path: Path, root: Path) -> str:
+    root = Path(root).resolve()
+    path = path.resolve() if path.is_absolute() else path
     return str(path.relative_to(root)) if path.is_absolute() and path.is_relative_to(root) else str(path)
+
+
+def _file_refs(data: dict) -> list[tuple[str, ...]]:
+    """Key paths of the files a preset's data names: every prompt set's `file` (the key path of the set) and a
+    `file:` corpus (("cov", "corpus"))."""
+    refs = []
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            if isinstance(node.get("file"), str):
+                refs.append(path)
+            for k, v in node.items():
+                walk(v, (*path, k))
+
+    walk({k: v for k, v in data.items() if k not in DECLARATIONS}, ())
+    cov = data.get("cov")
+    if isinstance(cov, dict) and isinstance(cov.get("corpus"), str) and cov["corpus"].startswith("file:"):
+        refs.append(("cov", "corpus"))
+    return refs
+
+
+def _sets(data: dict, key: tuple[str, ...]) -> bool:
+    """Whether merging `data` over a preset replaces the file reference at `key` (see deep_merge)."""
+    node = data
+    for part in (*key, "file") if key != ("cov", "corpus") else key:
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+        if not isinstance(node, dict):
+            return True
+    return False
 
 
 def _read(path: Path, root: Path) -> dict:
@@ -423,24 +507,31 @@ def check_preset_name(name: str, root: Path = ROOT) -> None:
         raise _unknown(name, sorted(presets))
 
 
-def _resolved_file(name: str, files: dict[str, Path], root: Path, chain: tuple[str, ...] = ()) -> dict:
-    """A preset file with its `extends`/`twin_of` chain merged in (declarations other than `sweep` dropped)."""
-    if name in chain:
-        raise ConfigError(f"{_where(files[name], root)}: extends: cycle {' -> '.join([*chain[chain.index(name):], name])}")
-    data = _read(files[name], root)
+def _resolved_file(file: _File, files: dict[str, list[_File]], root: Path,
+                   chain: tuple[Path, ...] = ()) -> tuple[dict, dict]:
+    """A preset file with its `extends`/`twin_of` chain merged in (declarations other than `sweep` dropped),
+    and the project each file reference in it is relative to (`Experiment.roots`). A parent is looked up like
+    a preset, except that a file never extends itself: `extends: ci` in a project's own ci.yaml is Steerflow's."""
+    where = _where(file.path, root)
+    if file.path in chain:
+        cycle = [p.stem for p in chain[chain.index(file.path):]] + [file.path.stem]
+        raise ConfigError(f"{where}: extends: cycle {' -> '.join(cycle)}")
+    data = _read(file.path, root)
     if "extends" in data and "twin_of" in data:
-        raise ConfigError(f"{_where(files[name], root)}: twin_of already extends its twin; drop extends")
+        raise ConfigError(f"{where}: twin_of already extends its twin; drop extends")
     key = "twin_of" if "twin_of" in data else "extends"
     parent = data.pop(key, None)
     if parent is None:
-        return data
-    if parent not in files:
-        raise ConfigError(f"{_where(files[name], root)}: {key}: {_unknown(parent, sorted(files), 'preset')}")
-    base = _resolved_file(parent, files, root, (*chain, name))
+        return data, {ref: file.project for ref in _file_refs(data)}
+    found = [f for f in files.get(parent, []) if f.path != file.path]
+    if not found:
+        raise ConfigError(f"{where}: {key}: {_unknown(parent, sorted(files), 'preset')}")
+    base, base_roots = _resolved_file(found[0], files, root, (*chain, file.path))
     if "sweep" in base:
-        raise ConfigError(f"{_where(files[name], root)}: {key}: '{parent}' is a sweep family; extend one of its "
+        raise ConfigError(f"{where}: {key}: '{parent}' is a sweep family; extend one of its "
                           "members or the preset it extends")
-    return deep_merge(base, data)
+    merged = deep_merge(base, data)
+    return merged, {ref: file.project if _sets(data, ref) else base_roots[ref] for ref in _file_refs(merged)}
 
 
 def _set_dotted(cfg: dict, dotted: str, value) -> dict:
@@ -494,26 +585,40 @@ def expand_sweep(family: str, data: dict, where: str) -> dict[str, tuple[dict, d
     return members
 
 
-def _catalogue(root: Path) -> tuple[dict, dict]:
-    """name -> (config, where, twin_of, family) for every preset, and the families by name."""
+class _Entry(NamedTuple):
+    """A preset of the catalogue: its merged config, the file that defines it and how it is declared."""
+
+    cfg: dict
+    where: str
+    twin_of: str | None
+    family: str | None
+    roots: dict
+    path: Path
+
+
+def _catalogue(root: Path) -> tuple[dict[str, _Entry], dict]:
+    """Every preset by name, and the families by name. A project's preset shadows Steerflow's of that name."""
     files = _preset_files(root)
     presets, families = {}, {}
-    for name, path in files.items():
-        where = _where(path, root)
-        cfg = _resolved_file(name, files, root)
+    for name, (file, *_) in files.items():
+        where = _where(file.path, root)
+        cfg, roots = _resolved_file(file, files, root)
+        declared = _read(file.path, root)
         if "sweep" in cfg:
             members = expand_sweep(name, cfg, where)
-            families[name] = Family(name, _read(path, root).get("extends"),
-                                    tuple(k for k in cfg["sweep"] if k != "name"),
+            families[name] = Family(name, declared.get("extends"), tuple(k for k in cfg["sweep"] if k != "name"),
                                     {m: values for m, (_, values) in members.items()})
+            swept = [tuple(k.split(".")) for k in cfg["sweep"] if k != "name"]
             for member, (mcfg, _) in members.items():
                 if member in files or member in presets:
                     raise ConfigError(f"{where}: sweep: member '{member}' clashes with another preset of that name")
-                presets[member] = (mcfg, where, None, name)
+                mroots = {ref: file.project if any(ref[:len(k)] == k for k in swept) else roots.get(ref, file.project)
+                          for ref in _file_refs(mcfg)}
+                presets[member] = _Entry(mcfg, where, None, name, mroots, file.path)
         elif name in presets:
             raise ConfigError(f"{where}: preset '{name}' clashes with a sweep member of that name")
         else:
-            presets[name] = (cfg, where, _read(path, root).get("twin_of"), None)
+            presets[name] = _Entry(cfg, where, declared.get("twin_of"), None, roots, file.path)
     return presets, families
 
 
@@ -523,10 +628,9 @@ _CATALOGUES: dict = {}
 def _presets(root: Path) -> tuple[dict, dict]:
     """The catalogue of `root`'s presets, read again only when a preset file changes (the DAG loads every
     preset many times)."""
-    folder = experiments_dir(root)
-    stamp = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(folder.glob("*.y*ml"))) \
-        if folder.is_dir() else ()
-    key = (Path(root).resolve(), PATHS["experiments_dir"])
+    stamp = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for folder, _ in preset_folders(root)
+                  if folder.is_dir() for p in sorted(folder.glob("*.y*ml")))
+    key = (Path(root).resolve(), SETTINGS["experiments_dir"])
     if _CATALOGUES.get(key, (None,))[0] != stamp:
         _CATALOGUES[key] = (stamp, _catalogue(Path(root)))
     return _CATALOGUES[key][1]
@@ -540,9 +644,7 @@ def _digest(settings: dict) -> str:
 def experiment_path(name: str, root: Path = ROOT) -> Path:
     """The file that defines preset `name` (for a sweep member: its family's file)."""
     presets, _ = _presets(root)
-    if name in presets and presets[name][3]:
-        return experiments_dir(root) / f"{presets[name][3]}.yaml"
-    return experiments_dir(root) / f"{name}.yaml"
+    return presets[name].path if name in presets else experiments_dir(root) / f"{name}.yaml"
 
 
 def check_name(name: str, where: str) -> str:
@@ -566,25 +668,31 @@ def list_families(root: Path = ROOT) -> dict[str, Family]:
 def load_experiment(name_or_path: str | Path, root: Path = ROOT) -> Experiment:
     """Load, validate and complete an experiment by preset name or path; one ConfigError line on any mistake."""
     path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") and path.resolve().parent == experiments_dir(root).resolve():
-        path = Path(path.stem)  # a preset file of this workflow: by name, so extends/twin_of/sweep apply
+    if path.suffix == ".yaml":
+        entry = _presets(root)[0].get(path.stem)
+        if entry is not None and entry.path.resolve() == path.resolve():
+            path = Path(path.stem)  # a preset file of the catalogue: by name, so extends/twin_of/sweep apply
     if path.suffix in (".yaml", ".yml"):
         where = _where(path, root)
         check_name(path.stem, where)
         cfg = _read(path, root)
         if any(k in cfg for k in DECLARATIONS):
             raise ConfigError(f"{where}: extends, twin_of and sweep work between presets in "
-                              f"{PATHS['experiments_dir']}/; load this one by name")
-        name, twin, family = path.stem, None, None
+                              f"{SETTINGS['experiments_dir']}/; load this one by name")
+        name, twin, family, roots = path.stem, None, None, {ref: Path(root) for ref in _file_refs(cfg)}
     else:
         check_preset_name(str(path), root)
-        presets, _ = _presets(root)
-        cfg, where, twin, family = presets[str(path)]
+        entry = _presets(root)[0][str(path)]
+        cfg, where, twin, family, roots = entry.cfg, entry.where, entry.twin_of, entry.family, entry.roots
         name = str(path)
     cfg = json.loads(json.dumps(cfg))  # a private copy: validation fills defaults in place
     validate(cfg, schema(), where)
     _check_strengths(cfg, where)
-    exp = Experiment(name, cfg, twin, family)
+    exp = Experiment(name, cfg, twin, family, roots)
+    if SETTINGS["scale"] != 1:  # before the checks, so that twins and outputs_from compare scaled presets
+        from steercore.experiments.scale import scale_preset
+
+        exp = scale_preset(exp, SETTINGS["scale"])
     _check_semantics(exp, where, root)
     if twin:
         _check_twin(exp, where, root)
@@ -676,16 +784,17 @@ def _check_semantics(exp: Experiment, where: str, root: Path) -> None:
         if isinstance(spec, dict) and "file" in spec:
             from steercore.experiments.promptsets import read_lines
 
-            read_lines(root / spec["file"], f"{where}: {key}: prompt file '{spec['file']}'")
+            read_lines(exp.root_of(*key.split(".")) / spec["file"], f"{where}: {key}: prompt file '{spec['file']}'")
     _check_scorers(exp, where)
     corpus = exp.corpus
     if corpus.startswith("file:") and exp.needs_cov:
         from steercore.experiments.corpora import read_corpus_file
 
-        if not (root / corpus[5:]).is_file():
+        corpus_file = exp.root_of("cov", "corpus") / corpus[5:]
+        if not corpus_file.is_file():
             raise ConfigError(f"{where}: cov.corpus: corpus file '{corpus[5:]}' does not exist")
         try:
-            n = len(read_corpus_file(root / corpus[5:]))
+            n = len(read_corpus_file(corpus_file))
         except ConfigError as e:
             raise ConfigError(f"{where}: cov.corpus: {e}") from None
         if n < cfg["cov"]["samples"]:
@@ -733,7 +842,7 @@ def describe_presets(root: Path = ROOT) -> list[str]:
     presets, families = _presets(root)
     lines = []
     for name in sorted(presets):
-        cfg, where, twin, family = presets[name]
+        twin, family = presets[name].twin_of, presets[name].family
         note = (f"member of {family} ({', '.join(f'{k}={v}' for k, v in families[family].members[name].items())})"
                 if family else f"clip twin of {twin}" if twin else "")
         lines.append(f"{name:40s} {note}".rstrip())

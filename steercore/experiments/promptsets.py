@@ -54,14 +54,15 @@ def eval_prompts(exp: Experiment, concept: str) -> list[str]:
     """Test prompts of one concept of the experiment (source, target or an unrelated one)."""
     p = exp["prompts"]
     role = "source" if concept == exp["source"] else "target" if concept == exp["target"] else None
-    spec = p[role] if role else p["unrelated"][concept] if concept in p["unrelated"] else p["extra"][concept]
-    return resolve(spec, concept, exp.word(concept), seed=exp["seed"])
+    key = (role,) if role else ("unrelated" if concept in p["unrelated"] else "extra", concept)
+    spec = p[key[0]] if role else p[key[0]][concept]
+    return resolve(spec, concept, exp.word(concept), seed=exp["seed"], root=exp.root_of("prompts", *key))
 
 
 def vector_prompts(exp: Experiment, concept: str) -> list[str]:
     """Prompts whose activations average to the concept's mean vector, cycled up to vectors.samples."""
     prompts = resolve(_sized(exp.vector_prompts, exp["vectors"]["samples"]), concept, exp.word(concept),
-                      seed=exp["seed"])
+                      seed=exp["seed"], root=exp.root_of("vectors", "prompts"))
     n = exp["vectors"]["samples"]
     return [prompts[i % len(prompts)] for i in range(n)]
 

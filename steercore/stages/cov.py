@@ -8,14 +8,15 @@ from pathlib import Path
 from steercore.core.files import merge_stats_files
 from steercore.core.stats import ActivationStats
 from steercore.experiments.corpora import neutral_texts
-from steercore.experiments.preset import ROOT, Experiment
+from steercore.experiments.preset import Experiment
 from steercore.stages.statistics import collect
 
 
 def neutral_statistics(exp: Experiment, *, shard: int = 0, shards: int = 1, device: str = "cpu") -> ActivationStats:
     """Statistics of block `shard` of `shards` contiguous blocks of the experiment's neutral corpus."""
     c = exp["cov"]
-    texts = neutral_texts(exp.corpus, c["samples"], exp["seed"], shard=shard, shards=shards, root=ROOT)
+    texts = neutral_texts(exp.corpus, c["samples"], exp["seed"], shard=shard, shards=shards,
+                         root=exp.root_of("cov", "corpus"))
     stats = ActivationStats("neutral", c["aggregation"],
                             meta={"model": exp.stats_model, "source": exp.corpus, "samples": len(texts),
                                   "shard": f"{shard}/{shards}", "seed": exp["seed"]})

@@ -1,4 +1,5 @@
-"""What every workflow script shares: one-line errors, thread count, and the device a job runs on."""
+"""What every workflow script shares: one-line errors, the preset it loads, thread count, and the device a job
+runs on."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import argparse
 import sys
 from contextlib import contextmanager, nullcontext
 from functools import wraps
+from pathlib import Path
 
 import torch
 
 from steercore.core.errors import ConfigError, SteerError
+from steercore.experiments.preset import Experiment, configure, load_experiment
 
 
 def main_guard(main):
@@ -76,12 +79,40 @@ def job_device(spec: str = "auto", threads: int | None = None):
         yield JobDevice(str(device), spec)
 
 
-def experiment_parser(description: str | None) -> argparse.ArgumentParser:
-    """The arguments of a job that runs a model for one experiment: --experiment, --device, --threads."""
+def preset_parser(description: str | None) -> argparse.ArgumentParser:
+    """The arguments of a job that loads one experiment: --experiment and the preset arguments."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--experiment", required=True, help="preset name (config/experiments/<name>.yaml)")
+    parser.add_argument("--experiment", required=True, help="preset name (<experiments dir>/<name>.yaml)")
+    add_preset_args(parser)
+    return parser
+
+
+def experiment_parser(description: str | None) -> argparse.ArgumentParser:
+    """The arguments of a job that runs a model for one experiment: those of `preset_parser`, --device, --threads."""
+    parser = preset_parser(description)
     add_common_args(parser)
     return parser
+
+
+def add_preset_args(parser) -> None:
+    """Where the presets are, where results go and the scale: the workflow config's keys, which the rule
+    passes so that the job loads exactly the preset its DAG was built from (defaults: the config's)."""
+    parser.add_argument("--experiments-dir", default="config/experiments",
+                        help="the project's presets, relative to the working directory (then Steerflow's own)")
+    parser.add_argument("--results-dir", default="results", help="root of every output")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiplies every count of the preset, in (0, 1]")
+
+
+def job_project(args) -> Path:
+    """Configure presets and results as the job's arguments say; return the project: the working directory,
+    where Snakemake runs every job of a workflow (also of one imported as a module)."""
+    configure({"experiments_dir": args.experiments_dir, "results_dir": args.results_dir, "scale": args.scale})
+    return Path.cwd()
+
+
+def job_experiment(args) -> Experiment:
+    """The experiment `--experiment` of the project, at the folders and scale of the job's arguments."""
+    return load_experiment(args.experiment, job_project(args))
 
 
 def add_common_args(parser) -> None:

@@ -157,17 +157,22 @@ def test_preset_file_names_are_checked_and_unknown_names_get_close_ones(tmp_path
                             "letters, digits and _ (no spaces, hyphens or dots); rename the file")
 
 
-def test_experiments_dir_and_results_dir_come_from_the_workflow_config(tmp_path, monkeypatch):
-    monkeypatch.setattr(preset, "PATHS", dict(preset.PATHS))
+def test_experiments_dir_and_results_dir_come_from_the_workflow_config(tmp_path):
+    shipped, saved = list_experiments(), dict(preset.SETTINGS)
     (tmp_path / "my_presets").mkdir()
     (tmp_path / "my_presets" / "mine.yaml").write_text(yaml.safe_dump(TESTBED_SWITCH))
-    preset.configure({"experiments_dir": "my_presets", "results_dir": "out", "threads": 2})
-    assert list_experiments(tmp_path) == ["mine"]
-    exp = load_experiment("mine", tmp_path)
-    assert exp.cov_path().startswith("out/cov/testbed-t2i/") and preset.results_dir(tmp_path) == tmp_path / "out"
-    from steercore.figures.scores import score_paths
+    try:
+        preset.configure({"experiments_dir": "my_presets/", "results_dir": "./out", "threads": 2})
+        assert preset.SETTINGS == {"experiments_dir": "my_presets", "results_dir": "out", "scale": 1.0}
+        # the project's own presets, then Steerflow's (tests/experiments/test_project_presets.py)
+        assert list_experiments(tmp_path) == sorted(["mine", *shipped])
+        exp = load_experiment("mine", tmp_path)
+        assert exp.cov_path().startswith("out/cov/testbed-t2i/") and preset.results_dir(tmp_path) == tmp_path / "out"
+        from steercore.figures.scores import score_paths
 
-    assert score_paths("mine", tmp_path)[0] == tmp_path / "out" / "scores" / "mine" / "concept_scores.tsv"
+        assert score_paths("mine", tmp_path)[0] == tmp_path / "out" / "scores" / "mine" / "concept_scores.tsv"
+    finally:
+        preset.SETTINGS.update(saved)
 
 
 def test_the_listing_command_shows_families_and_twins():
