@@ -149,11 +149,24 @@ def _check(a: FeatureSet, b: FeatureSet):
 
 
 def frechet(a: FeatureSet, b: FeatureSet) -> float:
-    """||μ_a − μ_b||² + Tr(Σ_a + Σ_b − 2(Σ_a Σ_b)^½), clean-fid's implementation."""
+    """||μ_a − μ_b||² + Tr(Σ_a + Σ_b − 2(Σ_a Σ_b)^½).
+
+    With per-image features and fewer images than dimensions (e.g. 2 × 10 images of 2048-d Inception features
+    per prompt set), Σ = AᵀA with A = (X − μ)/√(n − 1) has rank < n, and Tr (Σ_a Σ_b)^½ is exactly the nuclear
+    norm of A_a A_bᵀ (the nonzero eigenvalues of Σ_a Σ_b are the squared singular values of A_a A_bᵀ): an
+    n_a × n_b SVD instead of clean-fid's d × d `sqrtm` (about 50 s per pair at d = 2048 on one core).
+    Otherwise clean-fid's implementation."""
     from cleanfid.fid import frechet_distance
 
     _check(a, b)
-    return float(frechet_distance(a.mu, a.sigma, b.mu, b.sigma))
+    d = a.mu.shape[0]
+    if a.feats is None or b.feats is None or len(a.feats) + len(b.feats) >= d:
+        return float(frechet_distance(a.mu, a.sigma, b.mu, b.sigma))
+    fa = (a.feats - a.feats.mean(0)) / np.sqrt(len(a.feats) - 1)
+    fb = (b.feats - b.feats.mean(0)) / np.sqrt(len(b.feats) - 1)
+    tr_sqrt = np.linalg.svd(fa @ fb.T, compute_uv=False).sum()
+    diff = a.feats.mean(0) - b.feats.mean(0)
+    return float(diff @ diff + (fa * fa).sum() + (fb * fb).sum() - 2 * tr_sqrt)
 
 
 def kernel(a: FeatureSet, b: FeatureSet, *, num_subsets: int = 100, max_subset_size: int = 1000,
