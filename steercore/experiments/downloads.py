@@ -149,6 +149,9 @@ SCORER_MODELS = {"clip": ("CLIP ViT-B-32", 151_277_313, "float32"),
 JUDGE_PARAMS = {"meta-llama/Llama-3.1-8B-Instruct": 8_030_261_248, "meta-llama/Llama-3.2-3B-Instruct": 3_212_749_824}
 
 
+_LABEL = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
+
+
 def _gb(params: int | None, dtype: str) -> str:
     from steercore.models.registry import DTYPE_BYTES
 
@@ -166,7 +169,7 @@ def preset_summary(exp: Experiment) -> dict:
     if not exp["outputs_from"]:
         for key in dict.fromkeys([exp["model"], exp.stats_model]):
             spec = resolve_spec(key)
-            models.append(f"{key} {_gb(PARAMS.get(spec.key), spec.dtype)} {spec.dtype.replace('float', 'fp')}")
+            models.append(f"{key} {_gb(PARAMS.get(spec.key), spec.dtype)} {_LABEL[spec.dtype]}")
     scorers = [exp.concept_scorer_for(c) for c in dict.fromkeys([*exp.concepts, *exp.test_concepts])]
     for name in dict.fromkeys(scorers + [exp.preservation] + ([] if exp.model_kind == "t2i" else ["consistency"])):
         if name == "judge":

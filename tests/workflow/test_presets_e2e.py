@@ -54,8 +54,8 @@ def test_paper_presets_run_end_to_end_on_the_stand_ins(standin_hub, tmp_path):
             targets.append(f"results/pareto/{name}_grid.png")
     targets += [f"results/paper/{a}.{s}" for a in PAPER for s in ("pdf", "svg", "tex")]
     t = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--config", "device=cpu",
-                           f"scale={SCALE}", "pack=true", *targets], cwd=wf, env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *targets, "--config", "device=cpu",
+                           f"scale={SCALE}", "pack=true"], cwd=wf, env=env, capture_output=True,
                           text=True, timeout=3600)
     wall = time.monotonic() - t
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
