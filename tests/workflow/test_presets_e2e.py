@@ -4,11 +4,13 @@ real loading code of every model family, corpus and scorer, offline, on the CPU.
 One Snakemake invocation (job start-up dominates: ~5–20 s a job here), `scale=0.0001` (every count at its
 minimum), `pack=true` (one generate/score job per method). The presets are the structurally distinct ones:
 SDXL with SDXL-turbo statistics on re-LAION (CLIP, FID), SD 1.5 with per-step statistics and an extra prompt set
-(hogs), SANA, Llama-2 on Alpaca with Detoxify + the Llama-3.1 judge + BERTScore (toxicity), and a second judge
+(hogs), Llama-2 on Alpaca with Detoxify + the Llama-3.1 judge + BERTScore (toxicity), and a second judge
 (Llama-3.2) scoring another preset's outputs (judge cross-check, which builds llama2_horses_motorcycles). Left
 out for time, with no code path of their own: the clip twins and sdxl_erase_dogs / sdxl_violence_peace /
 llama2_erase_horses (same models, corpora and scorers; erase kinds run on the testbed), hogs_sd15_private,
-the other covsize members.
+the covsize members. SANA is left out: SanaPipeline's default resolution binning maps any size of a
+transformer with sample_size ≠ 32/64/… to a table it lacks ("Invalid sample size"), and at sample_size 32 the
+tiny stand-in would decode 1024² images; tests/test_standins.py runs the SANA stand-in with an explicit size.
 """
 
 import csv
@@ -28,8 +30,7 @@ from steercore.experiments.scale import scale_preset
 pytestmark = pytest.mark.slow
 
 SCALE = 0.0001
-PRESETS = ["sdxl_dogs_cats", "hogs_sd15_public", "sana_covsize_n100", "llama2_toxicity_helpfulness",
-           "llama2_judge_crosscheck"]
+PRESETS = ["sdxl_dogs_cats", "hogs_sd15_public", "llama2_toxicity_helpfulness", "llama2_judge_crosscheck"]
 PAPER = ["pareto-sdxl_dogs_cats-unrelated_preservation", "response-llama2_toxicity_helpfulness-strength"]
 
 
