@@ -13,9 +13,11 @@ May import: steercore.core, huggingface_hub (lazily), torch.hub for files publis
 from __future__ import annotations
 
 import functools
+import json
 import os
 import socket
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -60,14 +62,16 @@ def missing(what: str, name: str, how: str, why: str | None = None) -> MissingWe
                                "(or pass a local file/folder)")
 
 
-def _download(fetch: Callable[[bool], str], *, what: str, name: str, how: str, host: str | None = None) -> str:
+def _download(fetch: Callable[[bool], str], *, what: str, name: str, how: str, host: str | None = None,
+              local_first: bool = True) -> str:
     """Run `fetch(local_files_only)` against the cache, then (if allowed and possible) online."""
     from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 
-    try:
-        return fetch(True)
-    except (LocalEntryNotFoundError, FileNotFoundError):
-        pass
+    if local_first:
+        try:
+            return fetch(True)
+        except (LocalEntryNotFoundError, FileNotFoundError):
+            pass
     host = host or hub_host()
     if offline():
         raise missing(what, name, how) from None
@@ -157,13 +161,13 @@ def model_source(hub_id: str, *, what: str) -> str:
 
 def url_file(url: str, *, what: str, search: Sequence[str | os.PathLike] = (),
              hash_prefix: str | None = None) -> Path:
-    """A file published at `url` (e.g. a GitHub release): found in `search` or the torch hub checkpoint
-    folder (where `torch.hub.load_state_dict_from_url` keeps it), else downloaded there."""
+    """A file published at `url` (e.g. a GitHub release): found in the torch hub checkpoint folder (where
+    `torch.hub.load_state_dict_from_url` keeps it) or in `search`, else downloaded to the former."""
     import torch
 
     name = Path(urlparse(url).path).name
     target = Path(torch.hub.get_dir()) / "checkpoints" / name
-    for folder in [*search, target.parent]:
+    for folder in [target.parent, *search]:  # the torch hub folder (TORCH_HOME) first
         if (Path(folder) / name).is_file():
             return Path(folder) / name
     how = f"curl -L --create-dirs -o {target} {url}"
@@ -177,3 +181,166 @@ def url_file(url: str, *, what: str, search: Sequence[str | os.PathLike] = (),
     except (OSError, RuntimeError) as e:  # RuntimeError: hash mismatch
         raise missing(what, name, how, why=f"the download failed ({_first_line(e)})") from None
     return target
+
+
+# ---------------------------------------------------------------------------------------------- downloads
+# What a run will read, declared by the registry, the scorers and the corpora (each knows its own files), so
+# that `python -m steercore.experiments.downloads` can list, check and fetch everything a preset needs before
+# any job starts.
+
+# Repositories that need an accepted licence (and a token) before anything can be downloaded.
+GATED = ("meta-llama/", "black-forest-labs/FLUX.1-dev", "google/gemma-", "laion/relaion2B-en-research")
+
+
+def is_gated(repo: str) -> bool:
+    return any(repo.startswith(g) for g in GATED)
+
+
+@dataclass(frozen=True)
+class Download:
+    """One thing read from the Hub (a repository's files) or from a URL (one file into torch hub's folder).
+
+    `include`/`exclude` are huggingface_hub patterns (fnmatch on the repository path; `include` empty: every
+    file), `require` the patterns that must each match a cached file (default: `include`); `size` is the
+    approximate size in bytes of the included files (from the declaring module's table; the Hub's metadata
+    gives the exact figure when online); `gated`: the repository needs an accepted licence and a token.
+    """
+
+    what: str
+    repo: str
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    repo_type: str = "model"  # 'model', 'dataset' or 'url'
+    variant: str | None = None
+    gated: bool = False
+    size: int | None = None
+    search: tuple[str, ...] = ()  # url files: other folders where the file may already be
+    require: tuple[str, ...] | None = None  # patterns that must each match a cached file (default: include)
+
+    def __post_init__(self):
+        if self.repo_type != "url" and not self.gated and is_gated(self.repo):
+            object.__setattr__(self, "gated", True)
+
+    @property
+    def key(self) -> tuple:
+        return (self.repo_type, self.repo, self.include, self.exclude)
+
+    @property
+    def name(self) -> str:
+        return Path(urlparse(self.repo).path).name if self.repo_type == "url" else self.repo
+
+    def target(self) -> Path:
+        """Where a url file goes: the torch hub checkpoint folder."""
+        import torch
+
+        return Path(torch.hub.get_dir()) / "checkpoints" / self.name
+
+    def command(self) -> str:
+        """The shell command that fetches exactly this."""
+        if self.repo_type == "url":
+            return f"curl -L --create-dirs -o {self.target()} {self.repo}"
+        inc = "".join(f" --include '{p}'" for p in self.include)
+        exc = "".join(f" --exclude '{p}'" for p in self.exclude)
+        return f"hf download {self.repo}{_repo_flag(self.repo_type)}{inc}{exc}"
+
+
+def _matches(path: str, patterns: Sequence[str]) -> bool:
+    from fnmatch import fnmatch
+
+    return any(fnmatch(path, p) for p in patterns)
+
+
+def cached_snapshot(repo: str, repo_type: str = "model") -> Path | None:
+    """The cached snapshot folder of `repo`'s main revision, or None (never touches the network)."""
+    from huggingface_hub import constants
+
+    entry = Path(constants.HF_HUB_CACHE) / f"{repo_type}s--{repo.replace('/', '--')}"
+    ref = entry / "refs" / "main"
+    if ref.is_file():
+        snap = entry / "snapshots" / ref.read_text().strip()
+        return snap if snap.is_dir() else None
+    snaps = sorted((entry / "snapshots").glob("*")) if (entry / "snapshots").is_dir() else []
+    return snaps[-1] if len(snaps) == 1 else None
+
+
+def _snapshot_files(snap: Path) -> list[str]:
+    # A symlink whose blob is gone (an interrupted or pruned download) is not a file.
+    return sorted(str(p.relative_to(snap)) for p in snap.rglob("*") if p.is_file())
+
+
+def missing_parts(d: Download) -> list[str]:
+    """What of `d` is not on this machine (empty when everything is): the patterns that match no cached
+    file, the shards a cached index names but the cache lacks, pipeline components without weights."""
+    if d.repo_type == "url":
+        found = [Path(f) / d.name for f in (d.target().parent, *d.search) if (Path(f) / d.name).is_file()]
+        return [] if found else [str(d.target())]
+    snap = cached_snapshot(d.repo, d.repo_type)
+    if snap is None:
+        return ["not in the cache"]
+    files = [f for f in _snapshot_files(snap) if not _matches(f, d.exclude) and _matches(f, d.include or ["*"])]
+    required = d.include if d.require is None else d.require
+    out = [p for p in required if not any(_matches(f, [p]) for f in files)]
+    for index in (f for f in files if ".safetensors.index" in f and f.endswith(".json")):
+        try:
+            shards = set(json.loads((snap / index).read_text())["weight_map"].values())
+        except (OSError, ValueError, KeyError):
+            out.append(f"{index} (unreadable)")
+            continue
+        folder = str(Path(index).parent)
+        out += sorted(str(Path(folder) / s) for s in shards
+                      if str(Path(folder) / s).removeprefix("./") not in files)
+    if "model_index.json" in files:  # a diffusers pipeline: every module folder needs its weights
+        suffix = f".{d.variant}.safetensors" if d.variant else ".safetensors"
+        for comp in sorted({f.split("/")[0] for f in files if f.endswith("/config.json")}):
+            weights = [f for f in files if f.startswith(f"{comp}/") and f.endswith(suffix)
+                       and (d.variant or f.count(".") == 1)]
+            if not weights:
+                out.append(f"{comp}/*{suffix}")
+    return out
+
+
+def check_access(d: Download) -> str | None:
+    """Online: None when this token may download `d`, else why not (gated, missing, failing)."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    if d.repo_type == "url":
+        return None if reachable(urlparse(d.repo).hostname or "") else f"{urlparse(d.repo).hostname} is unreachable"
+    try:
+        HfApi().auth_check(d.repo, repo_type=d.repo_type)
+    except GatedRepoError:
+        return ("gated: accept its licence on the Hub, then `hf auth login` or set HF_TOKEN")
+    except RepositoryNotFoundError:
+        return "the Hub has no such repository (or it is private and HF_TOKEN cannot see it)"
+    except OSError as e:
+        return f"the Hub did not answer ({_first_line(e)})"
+    return None
+
+
+def remote_size(d: Download) -> int | None:
+    """Online: the exact size in bytes of the files `d` would download (None when unknown)."""
+    from huggingface_hub import HfApi
+
+    if d.repo_type == "url":
+        return None
+    try:
+        info = HfApi().repo_info(d.repo, repo_type=d.repo_type, files_metadata=True)
+    except OSError:
+        return None
+    return sum(s.size or 0 for s in info.siblings or []
+               if _matches(s.rfilename, d.include or ["*"]) and not _matches(s.rfilename, d.exclude))
+
+
+def fetch(d: Download) -> Path:
+    """Download exactly the files of `d` (what is cached already is not downloaded again)."""
+    from huggingface_hub import snapshot_download
+
+    if d.repo_type == "url":
+        return url_file(d.repo, what=d.what, search=d.search)
+    if not missing_parts(d):
+        return cached_snapshot(d.repo, d.repo_type)
+    # Not local_first: a partial snapshot folder would satisfy snapshot_download(local_files_only=True).
+    return Path(_download(
+        lambda local: snapshot_download(d.repo, repo_type=d.repo_type, allow_patterns=list(d.include) or None,
+                                        ignore_patterns=list(d.exclude) or None, local_files_only=local),
+        what=d.what, name=f"'{d.repo}'", how=d.command(), local_first=False))

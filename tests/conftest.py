@@ -27,3 +27,23 @@ def no_caches(tmp_path, monkeypatch):
     monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hf"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def standin_hub(tmp_path_factory):
+    """Tiny random-init models and data sets under the real repo ids (tests/standin_hub.py), built once per
+    session; `standin_hub.env()` are the variables that make a process find them offline."""
+    from standin_hub import build_standin_hub
+
+    return build_standin_hub(tmp_path_factory.mktemp("standin_hub"))
+
+
+@pytest.fixture
+def standins(standin_hub, monkeypatch):
+    """This process finds the stand-ins (and nothing else) as its Hugging Face and torch hub caches."""
+    import huggingface_hub.constants as hc
+
+    for k, v in standin_hub.env().items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(standin_hub.hf_cache))
+    return standin_hub

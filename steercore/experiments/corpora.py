@@ -17,11 +17,21 @@ import json
 from pathlib import Path
 
 from steercore.core.errors import ConfigError
-from steercore.hub import hub_files
+from steercore.hub import Download, hub_files
 from steercore.models.prompting import chat_record
 
 RELAION = ("laion/relaion2B-en-research", "part-00000-b31ba513-fc6b-4450-9ba4-a1bba183f408-c000.snappy.parquet")
 ALPACA = ("tatsu-lab/alpaca", "data/*.parquet")
+CORPUS_BYTES = {"alpaca": 24_000_000}  # approximate; the re-LAION shard's size is not recorded here
+
+
+def corpus_downloads(corpus: str) -> list[Download]:
+    """What `neutral_texts(corpus, ...)` reads from the Hub (nothing for generated or local corpora)."""
+    repo = {"relaion": RELAION, "alpaca": ALPACA}.get(corpus)
+    if repo is None:
+        return []
+    return [Download(f"neutral corpus {corpus}", repo[0], include=(repo[1],), repo_type="dataset",
+                     size=CORPUS_BYTES.get(corpus))]
 
 
 def _hub_dataset_file(repo: str, pattern: str) -> list[Path]:

@@ -217,3 +217,68 @@ def _spec_for_hub_id(hub_id: str) -> ModelSpec:
     if file_exists(hub_id, "model_index.json"):
         spec = replace(spec, cls="diffusers.DiffusionPipeline", kind="t2i")
     return spec
+
+
+# ---------------------------------------------------------------------------------------------- downloads
+
+# Pipeline components each diffusers class reads (its other folders, e.g. SDXL's vae_1_0 or ONNX exports and
+# a safety checker we do not load, are never downloaded).
+PIPELINE_COMPONENTS = {
+    "StableDiffusionPipeline": ("scheduler", "text_encoder", "tokenizer", "unet", "vae", "feature_extractor"),
+    "StableDiffusionXLPipeline": ("scheduler", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2",
+                                  "unet", "vae"),
+    "SanaPipeline": ("scheduler", "text_encoder", "tokenizer", "transformer", "vae"),
+    "SanaSprintPipeline": ("scheduler", "text_encoder", "tokenizer", "transformer", "vae"),
+    "PixArtAlphaPipeline": ("scheduler", "text_encoder", "tokenizer", "transformer", "vae"),
+    "FluxPipeline": ("scheduler", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "transformer", "vae"),
+}
+LM_REQUIRED = ("config.json", "*.safetensors", "tokenizer.*")
+# Weight formats we never read (the safetensors files are enough).
+_OTHER_FORMATS = ("*.bin", "*.ckpt", "*.pth", "*.pt", "*.onnx", "*.onnx_data", "*.msgpack", "*.h5", "*.xml",
+                  "*openvino*")
+
+
+def model_downloads(spec: ModelSpec) -> list:
+    """What loading `spec` reads from the Hub (an empty list for the shipped testbed models)."""
+    from steercore.hub import TRANSFORMERS_FILES, Download
+
+    if spec.hub_id is None:
+        return []
+    what = f"model {spec.key}"
+    size = approx_weight_bytes(spec, stored=True)
+    if spec.kind == "lm":
+        return [Download(what, spec.hub_id, include=tuple(TRANSFORMERS_FILES), exclude=("original/*",),
+                         require=LM_REQUIRED, size=size)]
+    comps = PIPELINE_COMPONENTS.get(spec.cls.rpartition(".")[2])
+    if comps is None:
+        raise ConfigError(f"model {spec.key}: no component list for {spec.cls} (add it to PIPELINE_COMPONENTS)")
+    if spec.variant:  # only the variant's weights: not the full-precision copies next to them
+        exclude = tuple(f"*/{stem}{tail}" for stem in ("diffusion_pytorch_model", "model")
+                        for tail in (".safetensors", "-*-of-*.safetensors", ".safetensors.index.json"))
+        exclude += ("*.non_ema.*",)
+    else:
+        exclude = ("*.fp16.*", "*.non_ema.*", "*.ema.*")
+    return [Download(what, spec.hub_id, include=("model_index.json", *(f"{c}/*" for c in comps)),
+                     exclude=exclude + _OTHER_FORMATS, variant=spec.variant, size=size)]
+
+
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+# Parameters of every component a model loads (UNet/transformer, text encoders, VAE; LLM with its head),
+# counted on the real configs built on the meta device by benchmarks/weight_sizes.py.
+PARAMS: dict[str, int] = {"sd14": 1_066_235_307, "sd15": 1_066_235_307, "sdxl": 3_468_837_867,
+                          "sdxl-turbo": 3_468_837_867, "sana": 4_581_698_563, "llama2-7b-chat": 6_738_415_616}
+# dtype of the files the loader reads when it is not the variant's or the run dtype (the repository's own
+# full-precision files).
+STORED_DTYPE = {"sd14": "float32", "sd15": "float32", "sd21": "float32"}
+
+
+def approx_weight_bytes(spec: ModelSpec, *, stored: bool = False) -> int | None:
+    """Size of the weights in GPU memory (the spec's dtype), or of the files read (`stored`), from `PARAMS`."""
+    n = PARAMS.get(spec.key)
+    if n is None:
+        return None
+    if stored:
+        dtype = "float16" if spec.variant == "fp16" else STORED_DTYPE.get(spec.key, spec.dtype)
+    else:
+        dtype = spec.dtype
+    return n * DTYPE_BYTES[dtype]

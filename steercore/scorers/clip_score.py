@@ -11,9 +11,30 @@ import torch
 
 from steercore.core.errors import ConfigError, MissingWeightsError
 from steercore.scorers.common import batched, choose_device, load_image
-from steercore.hub import hub_file, hub_snapshot, url_file
+from steercore.hub import Download, hub_file, hub_snapshot, url_file
 
 _WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+_CONFIG_FILE = "open_clip_config.json"
+# Approximate download sizes (bytes) of the default model's files: ViT-B-32, 151.3M float32 parameters.
+SIZES = {("ViT-B-32", "openai"): 605_000_000}
+
+
+def clip_downloads(model: str = "ViT-B-32", pretrained: str = "openai") -> list[Download]:
+    """What `ClipScorer(model, pretrained)` reads from the Hub or a URL (nothing for local files)."""
+    import open_clip
+
+    if Path(str(model)).expanduser().is_dir() or str(model).startswith("local-dir:") or \
+            (pretrained is not None and Path(str(pretrained)).expanduser().is_file()):
+        return []
+    what = f"CLIP scorer ({model}, {pretrained})"
+    if str(model).startswith("hf-hub:"):
+        return [Download(what, str(model)[len("hf-hub:"):])]
+    cfg = open_clip.get_pretrained_cfg(model, str(pretrained)) or {}
+    if cfg.get("hf_hub"):
+        repo, filename = os.path.split(cfg["hf_hub"])
+        return [Download(what, repo, include=(_CONFIG_FILE, filename or _WEIGHT_FILES[0]),
+                         size=SIZES.get((model, pretrained)))]
+    return [Download(what, cfg["url"], repo_type="url")] if cfg.get("url") else []
 
 
 def _tag_checkpoint(model: str, tag: str) -> tuple[str, dict]:
@@ -32,9 +53,15 @@ def _tag_checkpoint(model: str, tag: str) -> tuple[str, dict]:
         last = None
         for name in names:  # safetensors first, like open_clip; a missing one costs no network when cached
             try:
-                return str(hub_file(repo, name, what=what)), cfg
+                path = hub_file(repo, name, what=what)
             except MissingWeightsError as e:
                 last = last or e
+                continue
+            try:  # the repository's own architecture config, as open_clip's hf-hub: loading reads it
+                hub_file(repo, _CONFIG_FILE, what=what)
+            except MissingWeightsError:
+                pass
+            return str(path), cfg
         raise last
     return str(url_file(cfg["url"], what=what)), cfg
 
@@ -62,8 +89,14 @@ def load_clip(model: str = "ViT-B-32", pretrained: str | os.PathLike | None = "o
         pretrained, cfg = _tag_checkpoint(name, str(pretrained))
         # What open_clip would apply for the tag itself; we pass a file path, so say it explicitly.
         kwargs["force_quick_gelu"] = bool(cfg.get("quick_gelu", False))
-        kwargs["force_preprocess_cfg"] = {k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode")
-                                          if k in cfg}
+        # (create_model_and_transforms takes these as image_* arguments; a force_preprocess_cfg keyword
+        # collides with the one it builds from them)
+        kwargs.update({f"image_{k}": cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in cfg})
+        folder = Path(pretrained).parent
+        if (folder / _CONFIG_FILE).is_file() and Path(pretrained).name in _WEIGHT_FILES:
+            # A Hub snapshot holding open_clip's own layout: build the architecture its config describes
+            # (for the official repositories, the same as the named one) and load its weights.
+            name, pretrained = f"local-dir:{folder}", None
     try:
         net, _, preprocess = open_clip.create_model_and_transforms(
             name, pretrained=str(pretrained) if pretrained is not None else None, device=device,

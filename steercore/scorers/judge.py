@@ -12,9 +12,18 @@ import torch
 
 from steercore.core.errors import ConfigError, FileFormatError
 from steercore.scorers.common import batched, choose_device
-from steercore.hub import hub_snapshot
+from steercore.hub import TRANSFORMERS_FILES, Download, hub_snapshot
 
 DEFAULT_JUDGE = "meta-llama/Llama-3.1-8B-Instruct"
+# Approximate download sizes (bytes): parameters × 2 (bf16 safetensors), see benchmarks/weight_sizes.py.
+SIZES = {"meta-llama/Llama-3.1-8B-Instruct": 16_060_000_000, "meta-llama/Llama-3.2-3B-Instruct": 6_430_000_000}
+
+
+def judge_downloads(model: str | os.PathLike = DEFAULT_JUDGE) -> list[Download]:
+    if Path(model).expanduser().is_dir():
+        return []
+    return [Download(f"LLM judge ({model})", str(model), include=tuple(TRANSFORMERS_FILES), exclude=("original/*",),
+                     require=("config.json", "*.safetensors", "tokenizer.*"), size=SIZES.get(str(model)))]
 RATINGS = [str(k) for k in range(11)]
 
 

@@ -15,9 +15,34 @@ import torch
 
 from steercore.core.errors import ConfigError, FileFormatError
 from steercore.scorers.common import batched, choose_device
-from steercore.hub import hub_file, hub_snapshot, url_file
+from steercore.hub import Download, hub_file, hub_snapshot, url_file
 
 RTP_REPO = "allenai/real-toxicity-prompts"
+RTP_FILE = "prompts.jsonl"
+# Detoxify model type → the Hub repository of its transformers config and tokenizer (read from the
+# checkpoint when loading; listed here so that downloads can be planned before any checkpoint exists).
+HF_CONFIGS = {"original": "bert-base-uncased", "unbiased": "roberta-base", "multilingual": "xlm-roberta-base",
+              "original-small": "albert-base-v2", "unbiased-small": "albert-base-v2"}
+HF_CONFIG_FILES = ("*.json", "*.txt")
+
+
+def detoxify_downloads(model: str = "original") -> list[Download]:
+    """What `Toxicity(model)` reads: the checkpoint from Detoxify's releases and its config and tokenizer."""
+    what = f"toxicity scorer (Detoxify {model})"
+    if Path(model).expanduser().is_file():
+        return []
+    url = _model_urls().get(str(model))
+    if url is None:
+        raise ConfigError(f"toxicity scorer: {model} is neither a checkpoint file nor a Detoxify model "
+                          f"({', '.join(_model_urls())})")
+    size = next((n for name, (_, n) in OFFICIAL_CHECKPOINTS.items() if url.endswith(name)), None)
+    return [Download(what, url, repo_type="url", size=size),
+            Download(what, HF_CONFIGS.get(str(model), "bert-base-uncased"), include=HF_CONFIG_FILES,
+                     require=("config.json",), size=1_000_000)]
+
+
+def rtp_downloads() -> list[Download]:
+    return [Download("RealToxicityPrompts", RTP_REPO, include=(RTP_FILE,), repo_type="dataset")]
 # Detoxify's own label names → the names its predictions use.
 _RENAME = {"toxic": "toxicity", "identity_hate": "identity_attack", "severe_toxic": "severe_toxicity"}
 _HASH = re.compile(r"-([a-f0-9]{8,})\.")
@@ -102,7 +127,7 @@ class Toxicity:
         ckpt = load_checkpoint(path)
         arch = ckpt["config"]["arch"]["args"]
         self.fields = [_RENAME.get(c, c) for c in ckpt["config"]["dataset"]["args"]["classes"]]
-        folder = hub_snapshot(hf_config or arch["model_type"], what=what, allow_patterns=["*.json", "*.txt"])
+        folder = hub_snapshot(hf_config or arch["model_type"], what=what, allow_patterns=list(HF_CONFIG_FILES))
         model_class = getattr(transformers, arch["model_name"])
         config = model_class.config_class.from_pretrained(folder, num_labels=arch["num_classes"])
         net = model_class(config)
@@ -167,7 +192,7 @@ def load_rtp_subset(source: str | os.PathLike = RTP_REPO, n: int = 500, min_toxi
     if not path.is_file():
         if path.suffix or Path(source).is_absolute():
             raise ConfigError(f"RealToxicityPrompts file {source} does not exist")
-        path = hub_file(str(source), "prompts.jsonl", what="RealToxicityPrompts", repo_type="dataset")
+        path = hub_file(str(source), RTP_FILE, what="RealToxicityPrompts", repo_type="dataset")
     chosen = []
     for row, rec in enumerate(_read_records(path)):
         prompt = rec.get("prompt")

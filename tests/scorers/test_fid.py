@@ -154,3 +154,18 @@ def test_offline_without_inception_weights(no_caches, folders, monkeypatch):  # 
     with pytest.raises(MissingWeightsError) as e:
         fid(*folders[:2], progress=False)
     assert_one_line_fast(e, t, "inception-2015-12-05.pt", fid_module.INCEPTION_URL)
+
+
+def test_low_rank_frechet_equals_clean_fids_sqrtm_when_images_are_fewer_than_dimensions():
+    import numpy as np
+    from cleanfid.fid import frechet_distance
+
+    from steercore.scorers.fid import FeatureSet, frechet
+
+    rng = np.random.default_rng(0)
+    a = FeatureSet.from_features(rng.normal(size=(7, 64)), "a")
+    b = FeatureSet.from_features(rng.normal(size=(5, 64)) * 1.5 + 0.3, "b")
+    assert frechet(a, b) == pytest.approx(frechet_distance(a.mu, a.sigma, b.mu, b.sigma), rel=1e-6)
+    assert frechet(a, a) == pytest.approx(0, abs=1e-9)
+    big = FeatureSet.from_features(rng.normal(size=(80, 64)), "big")  # n ≥ d: clean-fid's path
+    assert frechet(big, a) == pytest.approx(frechet_distance(big.mu, big.sigma, a.mu, a.sigma), rel=1e-9)
