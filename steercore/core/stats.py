@@ -320,6 +320,9 @@ class RowSample:
         if room > 0:
             blocks.append(aggregate(x, self.aggregation, mask)[:room].detach().float().cpu())
 
+    def flush(self) -> None:
+        """Nothing is held back here (the collection hooks call this at exit, as for ActivationStats)."""
+
     def rows(self, step: int, site: str) -> Tensor | None:
         """The rows [N, D] of (step, site) (step 0's when only step 0 was kept), or None."""
         blocks = self.moments.get((int(step), site)) or self.moments.get((0, site))
