@@ -41,9 +41,16 @@ percentile). Σ columns are empty for methods that read no covariance."""
 ABLATION_POINTS = ("member", "kind", "cov_aggregation", "cov_samples", "llm_positions", "regularize_kind",
                    "regularize_amount", "llm_site", "method", "strength", "y", "x", "target_rate", "kept",
                    "kept_relative", "neutral_move_mean", "frontier")
-"""results/ablation/points.tsv (benchmarks/ablation_lm.py): one ablation member × method × strength: the swept
+"""results/ablation/points.tsv (benchmarks/ablation.py): one ablation member × method × strength: the swept
 settings, the workflow's Pareto y and x, the exact-word switch (or erase) rate on source prompts, the share of
 unrelated answers still on their own topic (and relative to the baseline), the largest mean neutral move."""
+
+ABLATION_POINTS_T2I = ("member", "kind", "cov_aggregation", "cov_samples", "cov_per_step", "regularize_kind",
+                       "regularize_amount", "only_up", "method", "strength", "y", "x", "target_rate", "kept",
+                       "kept_relative", "neutral_move_mean", "frontier")
+"""results/ablation/points_t2i.tsv (benchmarks/ablation.py --kind t2i): as ABLATION_POINTS for the T2I testbed,
+with the pixel rules' switch (or erase) rate on source prompts and the share of unrelated images that show
+every colour and shape their prompt names."""
 
 
 def format_table(header: Sequence[str], rows: Iterable[Sequence]) -> str:

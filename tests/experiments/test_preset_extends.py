@@ -46,8 +46,11 @@ def one_line_error(root: Path, name: str) -> str:
 def test_every_resolved_preset_equals_the_frozen_copy():
     """The rewrite with extends/twin_of/sweep (37 files -> fewer) resolves to the presets as they were, in the
     same order of test concepts and conditions; only the testbed strength grids changed, on purpose."""
-    # issue 17 added the ablation families (benchmarks/ablation_lm.py), which no frozen preset extends
-    assert [n for n in list_experiments() if not n.startswith("ablation_")] == sorted(FROZEN)
+    # issue 17 added the ablation families (benchmarks/ablation.py), which no frozen preset extends, and the
+    # reference paper's configuration of each tuned testbed preset as a named `<preset>_paper` variant
+    added = [n for n in list_experiments() if n.startswith("ablation_") or n.endswith("_paper")]
+    assert {n.removesuffix("_paper") for n in added if n.endswith("_paper")} <= TUNED_BY_ISSUE17
+    assert [n for n in list_experiments() if n not in added] == sorted(FROZEN)
     for name, frozen in FROZEN.items():
         exp = load_experiment(name)
         # `pack` (job grain) came after the freeze; no preset sets it, so every one has its default
@@ -131,7 +134,8 @@ def test_sweep_mistakes_give_one_line(tmp_path):
 def test_real_families_and_their_members():
     families = list_families()
     assert set(families) == {"ci_covsize", "llama2_covsize", "sana_covsize", "testbed_covsize", "ablation_lm",
-                             "ablation_lm_erase", "ablation_lm_dialogues", "ablation_lm_erase_dialogues"}
+                             "ablation_lm_erase", "ablation_lm_dialogues", "ablation_lm_erase_dialogues",
+                             "ablation_t2i", "ablation_t2i_shape", "ablation_t2i_erase"}
     assert families["ablation_lm"].extends == "testbed_lm_horses_motorcycles"
     assert families["llama2_covsize"].extends == "llama2_horses_motorcycles"
     assert list(families["testbed_covsize"].members) == [f"testbed_covsize_n{n}" for n in (8, 32, 128, 512)]

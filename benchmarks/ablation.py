@@ -1,5 +1,6 @@
-"""The LM ablation of issue 17: every member of the ablation families, through the workflow's own stage
-functions, scored with the workflow's scorers and with an independent exact-word measure.
+"""The ablations of issue 17: every member of the ablation families, through the workflow's own stage
+functions, scored with the workflow's scorers and with an independent measure (exact topic words for the
+LM's answers, pixel rules for the T2I model's images).
 
 Per member (a preset of `config/experiments/ablation_lm*.yaml`) it runs, in one process: the cov and vectors
 stages (`stages.cov.neutral_statistics`, `stages.vectors.concept_means`; files at the workflow's own paths
@@ -10,14 +11,19 @@ workflow's Pareto point (`figures.pareto.pareto`: y = the topics scorer's Δ, x 
 unrelated prompts). The independent measure reads the answers themselves: an answer to a source prompt is
 *switched* when its content words are mostly the target topic's (TopicScorer.classify over every topic of the
 world), *erased* when it has content words and none from the source topic; an answer to an unrelated prompt is
-*kept* when it is still classified as its own topic. One process, not Snakemake: 30 members × 18 conditions
-would be ~1000 jobs of ~5 s of imports each on a 2-core machine.
+*kept* when it is still classified as its own topic. An image (`testbed.pixels.pixel_attributes`: nearest
+colour of the foreground, shape from how much of its bounding box it fills) of a source prompt is *switched*
+when it shows the target colour (or shape), *erased* when it shows a shape but not the source's colour (or
+shape); an image of an unrelated prompt is *kept* when it shows every colour and shape its prompt names. One
+process, not Snakemake: 30 members × 18 conditions would be ~1000 jobs of ~5 s of imports each on a 2-core
+machine.
 
-    PYTHONPATH=$PWD HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/ablation_lm.py [--members NAME ...]
+    PYTHONPATH=$PWD HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/ablation.py [--kind lm|t2i] [--members NAME ...]
         [--family ablation_lm ablation_lm_erase] [--out results/ablation/points.tsv] [--threads 2]
 
-Writes every (member, method, strength) to --out (schema `tables.ABLATION_POINTS`) and prints, per member and
-method, the best point that keeps ≥ 95% of the baseline's unrelated rate.
+Writes every (member, method, strength) to --out (schema `tables.ABLATION_POINTS`, or `ABLATION_POINTS_T2I`
+with --kind t2i: default results/ablation/points_t2i.tsv) and prints, per member and method, the best point
+that keeps ≥ 95% of the baseline's unrelated rate.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -41,12 +48,18 @@ from steercore.stages.cov import neutral_statistics  # noqa: E402
 from steercore.stages.generate import experiment_plans, run_generation  # noqa: E402
 from steercore.stages.score import aggregate_items, score_unit  # noqa: E402
 from steercore.stages.vectors import concept_means, plan_diagnostics  # noqa: E402
-from steercore.tables import ABLATION_POINTS, DIAGNOSTICS, ITEM_SCORES, MANIFEST, PRESERVATION, read_tsv, write_tsv  # noqa: E402
+from steercore.tables import ABLATION_POINTS, ABLATION_POINTS_T2I, DIAGNOSTICS, ITEM_SCORES, MANIFEST, PRESERVATION, read_tsv, write_tsv  # noqa: E402
+from steercore.testbed.pixels import pixel_attributes  # noqa: E402
 from steercore.testbed.scorers import TopicScorer  # noqa: E402
+from steercore.testbed.shapes import COLOURS, caption_attributes  # noqa: E402
 from steercore.testbed.topics import TOPICS  # noqa: E402
 
 KEPT = 0.95  # the issue's bar: ≥ 95% of the baseline's unrelated-topic rate
-SWEPT = ("cov.aggregation", "cov.samples", "llm_positions", "regularize.kind", "regularize.amount", "llm_site")
+SWEPT = {"lm": ("cov.aggregation", "cov.samples", "llm_positions", "regularize.kind", "regularize.amount", "llm_site"),
+         "t2i": ("cov.aggregation", "cov.samples", "cov.per_step", "regularize.kind", "regularize.amount", "only_up")}
+POINTS = {"lm": ABLATION_POINTS, "t2i": ABLATION_POINTS_T2I}
+FAMILIES = {"lm": ["ablation_lm", "ablation_lm_erase"], "t2i": ["ablation_t2i", "ablation_t2i_shape", "ablation_t2i_erase"]}
+METHODS = {"switch": ("casteer", "leace", "midsteer"), "erase": ("casteer", "leace")}
 
 
 def setting(exp: Experiment, dotted: str):
@@ -87,6 +100,25 @@ def exact_word_rates(exp: Experiment, rows: list[dict], folder: Path) -> dict[st
     return out
 
 
+def pixel_rates(exp: Experiment, rows: list[dict], folder: Path) -> dict[str, dict[str, float]]:
+    """condition → {target: switched or erased share on source prompts, kept: share of unrelated images that
+    show every colour and shape their prompt names}, by the pixel rules."""
+    src, tgt = exp["source"], exp["target"]
+    attr = "colour" if src in COLOURS else "shape"
+    shown = lambda r: dict(zip(("colour", "shape"), pixel_attributes(Image.open(folder / r["path"]))))
+    by: dict[tuple[str, str], list[bool]] = defaultdict(list)
+    for r in rows:
+        got = shown(r)
+        if r["concept"] == src:
+            hit = got[attr] == tgt if exp["kind"] == "switch" else got[attr] not in (src, None)
+        else:
+            said = caption_attributes(r["prompt"])
+            hit = all(got[k] == said[k] for k in ("colour", "shape") if k in said)
+        by[(r["condition"], "target" if r["concept"] == src else "kept")].append(hit)
+    return {cond: {k: sum(by[(cond, k)]) / len(by[(cond, k)]) for k in ("target", "kept")}
+            for cond in sorted({c for c, _ in by})}
+
+
 def run_member(name: str, out_root: Path) -> list[list]:
     exp = load_experiment(name)
     t0 = time.perf_counter()
@@ -110,9 +142,10 @@ def run_member(name: str, out_root: Path) -> list[list]:
     concept_rows = [dict(zip(("condition", "method", "strength", "prompts", "scored", "n", "mean", "std", "accuracy"),
                              r)) for r in aggregate_items(items)]
     result = pareto(exp, concept_rows, read_tsv(folder / "preservation.tsv", PRESERVATION))
-    rates = exact_word_rates(exp, read_tsv(folder / "manifest.tsv", MANIFEST), folder)
+    measure = exact_word_rates if exp.model_kind == "lm" else pixel_rates
+    rates = measure(exp, read_tsv(folder / "manifest.tsv", MANIFEST), folder)
     base = rates["none-0"]
-    settings = [str(setting(exp, k)) for k in SWEPT]
+    settings = [str(setting(exp, k)) for k in SWEPT[exp.model_kind]]
     rows = [[name, exp["kind"], *settings, "none", "0", f"{result.baseline.y:.4g}", f"{result.baseline.x:.4g}",
              f"{base['target']:.4g}", f"{base['kept']:.4g}", "1", "", ""]]
     for p in result.points:
@@ -125,9 +158,9 @@ def run_member(name: str, out_root: Path) -> list[list]:
     return rows
 
 
-def best_points(rows: list[list]) -> list[str]:
+def best_points(rows: list[list], header: tuple[str, ...] = ABLATION_POINTS) -> list[str]:
     """Per member and method: the strongest target rate that keeps ≥ KEPT of the baseline's unrelated rate."""
-    h = list(ABLATION_POINTS)
+    h = list(header)
     out = []
     by = defaultdict(list)
     for r in rows:
@@ -143,10 +176,10 @@ def best_points(rows: list[list]) -> list[str]:
     return out
 
 
-def markdown_table(rows: list[list], methods: tuple[str, ...]) -> str:
+def markdown_table(rows: list[list], methods: tuple[str, ...], header: tuple[str, ...] = ABLATION_POINTS) -> str:
     """One line per member: per method, the best point that keeps ≥ KEPT of the baseline's unrelated rate
     (β: target rate / unrelated kept, relative to the baseline), and the highest target rate at any β."""
-    h = list(ABLATION_POINTS)
+    h = list(header)
     col = lambda r, k: r[h.index(k)]
     by = defaultdict(lambda: defaultdict(list))
     for r in rows:
@@ -166,37 +199,39 @@ def markdown_table(rows: list[list], methods: tuple[str, ...]) -> str:
             best = max(ok, key=lambda p: (float(col(p, "target_rate")), float(col(p, "kept_relative"))), default=None)
             top = max(pts, key=lambda p: (float(col(p, "target_rate")), float(col(p, "kept_relative"))))
             cells.append(f"{fmt(best) if best else '–'}; {fmt(top)}")
-        lines.append(f"| {member.replace('ablation_lm_', '')} | " + " | ".join(cells) + " |")
+        lines.append(f"| {member.split('_', 2)[-1]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--family", nargs="*", default=["ablation_lm", "ablation_lm_erase"])
+    p.add_argument("--kind", choices=("lm", "t2i"), default="lm", help="which families (default: lm)")
+    p.add_argument("--family", nargs="*", help="ablation families (default: every one of --kind)")
     p.add_argument("--members", nargs="*", help="preset names (default: every member of --family)")
-    p.add_argument("--out", type=Path, default=ROOT / "results" / "ablation" / "points.tsv")
+    p.add_argument("--out", type=Path, help="points table (default: results/ablation/points.tsv, points_t2i.tsv)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--table", action="store_true", help="print the README table of --out and stop")
     a = p.parse_args()
+    header = POINTS[a.kind]
+    out = a.out or ROOT / "results" / "ablation" / ("points.tsv" if a.kind == "lm" else "points_t2i.tsv")
     if a.table:
-        rows = [[r[k] for k in ABLATION_POINTS] for r in read_tsv(a.out, ABLATION_POINTS)]
-        for kind, methods in (("switch", ("casteer", "leace", "midsteer")), ("erase", ("casteer", "leace"))):
-            print(markdown_table([r for r in rows if r[1] == kind], methods) + "\n")
+        rows = [[r[k] for k in header] for r in read_tsv(out, header)]
+        for kind, methods in METHODS.items():
+            print(markdown_table([r for r in rows if r[1] == kind], methods, header) + "\n")
         return
     torch.set_num_threads(a.threads)
     families = list_families(ROOT)
-    members = a.members or [m for f in a.family for m in families[f].members]
+    members = a.members or [m for f in (a.family or FAMILIES[a.kind]) for m in families[f].members]
     rows = []
-    if a.out.is_file():  # resume: keep the members already measured
-        old = read_tsv(a.out, ABLATION_POINTS)
-        rows = [[r[k] for k in ABLATION_POINTS] for r in old]
+    if out.is_file():  # resume: keep the members already measured
+        rows = [[r[k] for k in header] for r in read_tsv(out, header)]
     done = {r[0] for r in rows}
     for name in members:
         if name in done:
             continue
-        rows += run_member(name, a.out.parent)
-        write_tsv(a.out, ABLATION_POINTS, rows)
-    print("\n".join(best_points([r for r in rows if r[0] in members])))
+        rows += run_member(name, out.parent)
+        write_tsv(out, header, rows)
+    print("\n".join(best_points([r for r in rows if r[0] in members], header)))
 
 
 if __name__ == "__main__":
