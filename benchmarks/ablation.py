@@ -45,7 +45,7 @@ from steercore.experiments.preset import Experiment, list_families, load_experim
 from steercore.figures.pareto import pareto  # noqa: E402
 from steercore.models.registry import load_model  # noqa: E402
 from steercore.stages.cov import neutral_statistics  # noqa: E402
-from steercore.stages.generate import experiment_plans, run_generation  # noqa: E402
+from steercore.stages.generate import experiment_plans, run_generation, sampling  # noqa: E402
 from steercore.stages.score import aggregate_items, score_unit  # noqa: E402
 from steercore.stages.vectors import concept_means, plan_diagnostics  # noqa: E402
 from steercore.tables import ABLATION_POINTS, ABLATION_POINTS_T2I, DIAGNOSTICS, ITEM_SCORES, MANIFEST, PRESERVATION, read_tsv, write_tsv  # noqa: E402
@@ -131,7 +131,8 @@ def run_member(name: str, out_root: Path) -> list[list]:
         print("\n".join(f"  {line}" for line in lines))
     moves = {m: max(float(r[DIAGNOSTICS.index("move_mean")]) for r in rows) for m, (rows, _) in diag.items()}
     model = load_model(exp["model"], device="cpu")
-    manifest = run_generation(exp, model, folder, plans, steps=None, guidance=None, progress=False)
+    manifest = run_generation(exp, model, folder, plans, **dict(zip(("steps", "guidance"), sampling(exp))),
+                              progress=False)
     write_tsv(folder / "manifest.tsv", MANIFEST,
               [(c.label, c.method, f"{c.strength:g}", s.concept, s.index, s.seed, s.prompt, p.relative_to(folder))
                for c, s, p in manifest])

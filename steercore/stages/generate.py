@@ -225,17 +225,21 @@ def unit_conditions(exp: Experiment, unit: str, pack: str = "auto") -> list[Cond
     return units[unit]
 
 
+def sampling(exp: Experiment) -> tuple[int, float]:
+    """(steps, guidance) of a diffusion model's run: the preset's, else the model's registry defaults."""
+    spec = resolve_spec(exp["model"])
+    return exp["steps"] or spec.steps, spec.guidance if exp["guidance"] is None else exp["guidance"]
+
+
 def generate_unit(exp: Experiment, conditions: list[Condition], out_dir: Path, manifest: Path, *, device: str,
                   root: Path) -> int:
     """The generate stage for one job: load the model once, generate what is missing in the experiment
     folder `out_dir`, write the job's manifest (paths relative to `out_dir`) last. Returns its row count."""
-    spec = resolve_spec(exp["model"])
     plans = experiment_plans(exp, root, sorted({c.method for c in conditions}))
     if plans:  # what the maps will do, in the log and next to the vectors, before any output is generated
         print("\n".join(write_plan_diagnostics(exp, root, plans, device=device)), flush=True)
     target = load_model(exp["model"], device=device, dtype=exp.cfg.get("dtype"))
-    steps = exp["steps"] or spec.steps
-    guidance = spec.guidance if exp["guidance"] is None else exp["guidance"]
+    steps, guidance = sampling(exp)
     rows = run_generation(exp, target, out_dir, plans, steps=steps, guidance=guidance, conditions=conditions)
     write_tsv(manifest, MANIFEST, [(cond.label, cond.method, f"{cond.strength:g}", s.concept, s.index, s.seed, s.prompt,
                                     path.relative_to(out_dir)) for cond, s, path in rows])
