@@ -103,15 +103,17 @@ def covsize_family(family: str, root: Path = ROOT) -> list[Experiment]:
     """The members of a covariance-size family (a sweep over cov.samples), by increasing cov.samples."""
     families = covsize_families(root)
     if family not in families:
-        raise ConfigError(f"no covariance-size family '{family}' (a preset file with sweep: {{cov.samples: [...]}}) "
+        raise ConfigError(f"no covariance-size family '{family}' (a preset file with sweep: {{cov.samples: [...]}} and no other swept key but cov.shards) "
                           f"in config/experiments/; families: {', '.join(families) or 'none'}")
     members = [load_experiment(n, root) for n in list_families(root)[family].members]
     return sorted(members, key=lambda e: e["cov"]["samples"])
 
 
 def covsize_families(root: Path = ROOT) -> list[str]:
-    """The sweep families that vary cov.samples."""
-    return sorted(f.name for f in list_families(root).values() if "cov.samples" in f.keys)
+    """The sweep families that vary cov.samples and nothing else (cov.shards may follow it); a family that also
+    varies other settings, such as the ablations', is no covariance-size curve."""
+    return sorted(f.name for f in list_families(root).values()
+                  if "cov.samples" in f.keys and set(f.keys) <= {"cov.samples", "cov.shards"})
 
 
 def clip_twin(exp: Experiment, root: Path = ROOT) -> Experiment | None:

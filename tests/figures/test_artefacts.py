@@ -280,10 +280,14 @@ def test_twins_and_families_come_from_declarations_not_names(root):
     (presets / "ablation.yaml").write_text("extends: testbed_circle_square\nmethods: [midsteer]\n"
                                            "strengths: [1]\nsweep: {cov.samples: [16, 64]}\n")
     (presets / "renamed_n8.yaml").write_text("extends: testbed_red_blue\n")  # named like a member: is not one
+    (presets / "ablation_wide.yaml").write_text(  # varies cov.samples among other settings: no covsize curve
+        "extends: testbed_circle_square\nsweep: {cov.samples: [16, 64], regularize.kind: [none, oas]}\n")
     assert clip_twin(load_experiment("testbed_circle_square", root), root).name == "clipped_circles"
     assert clip_twin(load_experiment("testbed_circle_square_clip", root), root) is None
     assert [e.name for e in covsize_family("ablation", root)] == ["ablation_samples16", "ablation_samples64"]
     arts = paper_artefacts(["testbed_circle_square"], root)
     assert arts[0] == "table-testbed_circle_square+clipped_circles" and arts[-1] == "covsize-ablation"
+    with pytest.raises(ConfigError, match="no covariance-size family 'ablation_wide'"):
+        covsize_family("ablation_wide", root)
     with pytest.raises(ConfigError, match="no covariance-size family 'renamed'"):
         covsize_family("renamed", root)
