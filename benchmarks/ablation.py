@@ -159,6 +159,26 @@ def run_member(name: str, out_root: Path) -> list[list]:
     return rows
 
 
+def rescored(rows: list[list], header: tuple[str, ...], out_root: Path) -> list[list]:
+    """`rows` with target_rate / kept / kept_relative measured again from each member's outputs (after a change
+    of the independent measure; the workflow's own y and x stay)."""
+    h = list(header)
+    rates = {}
+    for name in {r[0] for r in rows}:
+        exp = load_experiment(name)
+        measure = exact_word_rates if exp.model_kind == "lm" else pixel_rates
+        rates[name] = measure(exp, read_tsv(out_root / name / "manifest.tsv", MANIFEST), out_root / name)
+    out = []
+    for r in rows:
+        got = rates[r[0]][f"{r[h.index('method')]}-{r[h.index('strength')]}"]
+        base = rates[r[0]]["none-0"]
+        r = list(r)
+        r[h.index("target_rate")], r[h.index("kept")] = f"{got['target']:.4g}", f"{got['kept']:.4g}"
+        r[h.index("kept_relative")] = f"{got['kept'] / base['kept']:.4g}" if base["kept"] else ""
+        out.append(r)
+    return out
+
+
 def best_points(rows: list[list], header: tuple[str, ...] = ABLATION_POINTS) -> list[str]:
     """Per member and method: the strongest target rate that keeps ≥ KEPT of the baseline's unrelated rate."""
     h = list(header)
@@ -212,9 +232,15 @@ def main() -> None:
     p.add_argument("--out", type=Path, help="points table (default: results/ablation/points.tsv, points_t2i.tsv)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--table", action="store_true", help="print the README table of --out and stop")
+    p.add_argument("--rescore", action="store_true",
+                   help="recompute the independent measure of every member in --out from its outputs, and stop")
     a = p.parse_args()
     header = POINTS[a.kind]
     out = a.out or ROOT / "results" / "ablation" / ("points.tsv" if a.kind == "lm" else "points_t2i.tsv")
+    if a.rescore:
+        rows = [[r[k] for k in header] for r in read_tsv(out, header)]
+        write_tsv(out, header, rescored(rows, header, out.parent))
+        return
     if a.table:
         rows = [[r[k] for k in header] for r in read_tsv(out, header)]
         for kind, methods in METHODS.items():
