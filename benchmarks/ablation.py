@@ -2,7 +2,7 @@
 functions, scored with the workflow's scorers and with an independent measure (exact topic words for the
 LM's answers, pixel rules for the T2I model's images).
 
-Per member (a preset of `config/experiments/ablation_lm*.yaml`) it runs, in one process: the cov and vectors
+Per member (a preset of `config/experiments/ablation_*.yaml`) it runs, in one process: the cov and vectors
 stages (`stages.cov.neutral_statistics`, `stages.vectors.concept_means`; files at the workflow's own paths
 under results/cov and results/vectors, reused when present, so a member shares statistics with the workflow
 and with other members of the same settings), the generate stage (`stages.generate.run_generation` with
@@ -101,8 +101,8 @@ def exact_word_rates(exp: Experiment, rows: list[dict], folder: Path) -> dict[st
 
 
 def pixel_rates(exp: Experiment, rows: list[dict], folder: Path) -> dict[str, dict[str, float]]:
-    """condition → {target: switched or erased share on source prompts, kept: share of unrelated images that
-    show every colour and shape their prompt names}, by the pixel rules."""
+    """condition → {target: switched or erased share on source prompts, kept: share of the other prompts' images
+    (target and unrelated concepts) that show every colour and shape their prompt names}, by the pixel rules."""
     src, tgt = exp["source"], exp["target"]
     attr = "colour" if src in COLOURS else "shape"
     shown = lambda r: dict(zip(("colour", "shape"), pixel_attributes(Image.open(folder / r["path"]))))
@@ -148,15 +148,19 @@ def run_member(name: str, out_root: Path) -> list[list]:
     base = rates["none-0"]
     settings = [str(setting(exp, k)) for k in SWEPT[exp.model_kind]]
     rows = [[name, exp["kind"], *settings, "none", "0", f"{result.baseline.y:.4g}", f"{result.baseline.x:.4g}",
-             f"{base['target']:.4g}", f"{base['kept']:.4g}", "1", "", ""]]
+             *rate_fields(base, base), "", ""]]
     for p in result.points:
-        r = rates[f"{p.method}-{p.strength:g}"]
         mean_move = moves.get(p.method, float("nan"))
         rows.append([name, exp["kind"], *settings, p.method, f"{p.strength:g}", f"{p.y:.4g}", f"{p.x:.4g}",
-                     f"{r['target']:.4g}", f"{r['kept']:.4g}", f"{r['kept'] / base['kept']:.4g}" if base["kept"] else "",
-                     f"{mean_move:.4g}", str(p.frontier).lower()])
+                     *rate_fields(rates[f"{p.method}-{p.strength:g}"], base), f"{mean_move:.4g}",
+                     str(p.frontier).lower()])
     print(f"{name}: {len(result.points)} points in {time.perf_counter() - t0:.0f} s", flush=True)
     return rows
+
+
+def rate_fields(rate: dict[str, float], base: dict[str, float]) -> list[str]:
+    """The target_rate, kept and kept_relative fields of one condition's rates against the baseline's."""
+    return [f"{rate['target']:.4g}", f"{rate['kept']:.4g}", f"{rate['kept'] / base['kept']:.4g}" if base["kept"] else ""]
 
 
 def rescored(rows: list[list], header: tuple[str, ...], out_root: Path) -> list[list]:
@@ -170,12 +174,9 @@ def rescored(rows: list[list], header: tuple[str, ...], out_root: Path) -> list[
         rates[name] = measure(exp, read_tsv(out_root / name / "manifest.tsv", MANIFEST), out_root / name)
     out = []
     for r in rows:
+        at = h.index("target_rate")  # target_rate, kept, kept_relative are adjacent
         got = rates[r[0]][f"{r[h.index('method')]}-{r[h.index('strength')]}"]
-        base = rates[r[0]]["none-0"]
-        r = list(r)
-        r[h.index("target_rate")], r[h.index("kept")] = f"{got['target']:.4g}", f"{got['kept']:.4g}"
-        r[h.index("kept_relative")] = f"{got['kept'] / base['kept']:.4g}" if base["kept"] else ""
-        out.append(r)
+        out.append([*r[:at], *rate_fields(got, rates[r[0]]["none-0"]), *r[at + 3:]])
     return out
 
 
