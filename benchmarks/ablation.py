@@ -192,9 +192,10 @@ def best_points(rows: list[list], header: tuple[str, ...] = ABLATION_POINTS) -> 
         ok = [p for p in pts if p[h.index("kept_relative")] and float(p[h.index("kept_relative")]) >= KEPT]
         best = max(ok, key=lambda p: float(p[h.index("target_rate")]), default=None)
         top = max(pts, key=lambda p: float(p[h.index("target_rate")]))
+        # rate / kept relative to the unsteered model (the README tables' cell), then the absolute kept rate
         fmt = lambda p: (f"β {p[h.index('strength')]}: {100 * float(p[h.index('target_rate')]):.0f}% / "
-                         f"{100 * float(p[h.index('kept')]):.0f}%")
-        out.append(f"{member:48s} {method:9s} best kept≥95%: {fmt(best) if best else '-':24s} max: {fmt(top)}")
+                         f"{100 * float(p[h.index('kept_relative')] or 0):.0f}% (kept {100 * float(p[h.index('kept')]):.0f}%)")
+        out.append(f"{member:48s} {method:9s} best kept≥95%: {fmt(best) if best else '-':36s} max: {fmt(top)}")
     return out
 
 
