@@ -6,8 +6,8 @@ scorers, `cov.shards` — does not change. The counts and their minima:
 
 | count | minimum |
 |---|---|
-| prompts of each prompt set (a list, a file's `limit`, a generator's `n`) | 1 |
-| `samples_per_prompt` | 1; 2 for images scored with FID/KID (they need two images per prompt set), or, where the preset asks for 1, two prompts per set |
+| prompts of each prompt set (a list, a file's `limit`, a generator's `n`) | 1; 2 for images scored with FID/KID |
+| `samples_per_prompt` | 1; 2 for images scored with FID/KID, unless the preset asks for 1 (scaling never raises a count) |
 | `steps` of a diffusion model (its default when the preset has none) | 1 |
 | `max_new_tokens` of an LLM | 1 |
 | `cov.samples` | 2, and one per shard |
@@ -50,10 +50,11 @@ def scale_preset(exp: Experiment, factor: float) -> Experiment:
         return exp
     cfg = json.loads(json.dumps(exp.cfg))
     images = exp.model_kind == "t2i"
-    # FID/KID need two images per prompt set: two samples of a prompt, or two prompts of one sample each
+    # FID/KID need two images per prompt set. Two prompts per set for every such preset, not only for those of
+    # one sample per prompt: presets compared on one split (a leaderboard) must keep the same prompts at any scale
     two = images and exp.preservation in ("fid", "kid")
     cfg["samples_per_prompt"] = scaled_count(cfg["samples_per_prompt"], factor, 2 if two else 1)
-    least = 2 if two and cfg["samples_per_prompt"] < 2 else 1
+    least = 2 if two else 1
     prompts = cfg["prompts"]
     for role in ("source", "target"):
         if role in prompts:

@@ -69,18 +69,19 @@ def test_a_scaled_preset_keeps_its_structure_and_shrinks_its_counts(scaled):
             assert few[key] == max(scaled_count(n, 0.01), few[key]) and few[key] <= n, (name, key, n, few[key])
             shrunk |= {key} if few[key] < n else set()
         assert few["cov.samples"] >= max(2, exp["cov"]["shards"]) and few["vectors.samples"] >= 2
-        # FID/KID need two images per prompt set: two samples of one prompt, or (a preset of one sample per
-        # prompt, which scaling never raises) two prompts
+        # FID/KID need two images per prompt set: two prompts of every set, and two samples unless the preset
+        # asks for one (scaling never raises a count)
+        two = exp.model_kind == "t2i" and exp.preservation in ("fid", "kid")
         one_sample = exp.model_kind == "t2i" and exp["samples_per_prompt"] == 1
         assert few["samples_per_prompt"] == (1 if one_sample or exp.model_kind != "t2i" else 2), name
-        assert all(v == min(2 if one_sample else 1, big[k]) for k, v in few.items() if k.startswith("prompts.")), (name, few)
+        assert all(v == min(2 if two else 1, big[k]) for k, v in few.items() if k.startswith("prompts.")), (name, few)
         assert tiny.scale == 0.01 and exp.scale == 1
     assert shrunk == {"samples_per_prompt", "cov.samples", "vectors.samples", "max_new_tokens", "steps"} | {
         k for k in shrunk if k.startswith("prompts.")}
     sdxl = small["sdxl_dogs_cats"]
     assert (sdxl["steps"], sdxl["samples_per_prompt"], sdxl["cov"]["samples"], sdxl["vectors"]["samples"]) == (1, 2, 500, 10)
-    assert sdxl["prompts"]["source"] == {"file": "config/prompts/t2i_eval.txt", "limit": 1}
-    assert eval_prompts(sdxl, "dogs") == ["a picture of a dog"]
+    assert sdxl["prompts"]["source"] == {"file": "config/prompts/t2i_eval.txt", "limit": 2}
+    assert len(eval_prompts(sdxl, "dogs")) == 2 and eval_prompts(sdxl, "dogs")[0] == "a picture of a dog"
 
 
 def test_a_scaled_run_never_reuses_full_size_outputs_or_statistics(scaled):
