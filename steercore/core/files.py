@@ -45,6 +45,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = ""):
         yield Path(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: give the file the mode open() would have given it
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
@@ -52,6 +53,13 @@ def atomic_path(path: str | os.PathLike, suffix: str = ""):
         if full is not None:
             raise full from None
         raise
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it; set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 # A full disk, a file-size limit or a quota: the user frees space and reruns; the old file (if any) is intact.

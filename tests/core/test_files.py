@@ -83,3 +83,20 @@ def test_atomic_path_leaves_old_file_when_the_write_fails(tmp_path):
             raise RuntimeError("killed")
     assert path.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_atomic_path_gives_the_mode_open_would_give(tmp_path, umask):
+    """mkstemp creates 0600; results on shared storage must be readable as the user's umask allows."""
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        with atomic_path(tmp_path / "atomic.txt") as tmp:
+            tmp.write_text("x")
+        (tmp_path / "plain.txt").write_text("x")
+    finally:
+        os.umask(old)
+    mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
+    assert mode(tmp_path / "atomic.txt") == mode(tmp_path / "plain.txt") == 0o666 & ~umask
