@@ -12,7 +12,7 @@ import errno
 import json
 import os
 import re
-import tempfile
+import secrets
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -37,15 +37,13 @@ def atomic_path(path: str | os.PathLike, suffix: str = ""):
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix, dir=path.parent)
+        tmp = _new_temporary(path, suffix or path.suffix)
     except OSError as e:
         raise _disk_error(path, e) or e
-    os.close(fd)
     try:
-        yield Path(tmp)
+        yield tmp
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: give the file the mode open() would have given it
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
@@ -55,11 +53,17 @@ def atomic_path(path: str | os.PathLike, suffix: str = ""):
         raise
 
 
-def _umask() -> int:
-    """The process's umask (reading it means setting it; set it straight back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+def _new_temporary(path: Path, suffix: str) -> Path:
+    """Create `.<name>.<random><suffix>` next to `path`, exclusively, with the mode open() gives a new file
+    (0666 less the umask; mkstemp's 0600 would leave results unreadable to the group on shared storage)."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}{suffix}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no unused temporary name", str(path))
 
 
 # A full disk, a file-size limit or a quota: the user frees space and reruns; the old file (if any) is intact.

@@ -87,7 +87,8 @@ def test_atomic_path_leaves_old_file_when_the_write_fails(tmp_path):
 
 @pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
 def test_atomic_path_gives_the_mode_open_would_give(tmp_path, umask):
-    """mkstemp creates 0600; results on shared storage must be readable as the user's umask allows."""
+    """A written file has the mode open() gives (0666 less the umask), not mkstemp's 0600: results on shared
+    storage must be readable as the user's umask allows."""
     import os
     import stat
 
