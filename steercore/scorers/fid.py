@@ -102,10 +102,11 @@ class FeatureSet:
             raise FileFormatError(f"{path}: not a reference statistics file with mu and sigma ({e})") from None
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write mu, sigma and feats as an .npz (atomically); `fid`/`kid` accept it as reference."""
+        """Write mu, sigma and feats as an .npz (atomically); `fid`/`kid` accept it as reference. Uncompressed:
+        zlib gains ~7% on float features and took 2 s per 2048-d covariance (11 of a 19 s baseline_features job)."""
         with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as f:
-            np.savez_compressed(f, mu=self.mu, sigma=self.sigma,
-                                **({} if self.feats is None else {"feats": self.feats}))
+            np.savez(f, mu=self.mu, sigma=self.sigma,
+                     **({} if self.feats is None else {"feats": self.feats}))
 
 
 def folder_features(folder: str | os.PathLike, *, feature_extractor: FeatureFn | None = None,
