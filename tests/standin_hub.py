@@ -248,7 +248,10 @@ def _sd15(tmp: Path, out: Path) -> None:
 def _sana(tmp: Path, out: Path) -> None:
     from diffusers import SanaPipeline
 
-    _save_pipeline(SanaPipeline.from_pretrained(tiny_models.build_sana(tmp), local_files_only=True), out, None)
+    # The real 1024-px model's latent geometry at the pipeline's smallest resolution bin: sample size 16 (the
+    # 512-px bin, which resolution binning requires) and a 32x DC-AE, so a 512-px image is a 16x16 latent.
+    tiny = tiny_models.build_sana(tmp, sample_size=16, vae_stages=6)
+    _save_pipeline(SanaPipeline.from_pretrained(tiny, local_files_only=True), out, None)
 
 
 def _llama(tok, out: Path, *, dtype: torch.dtype, shards: bool, tie: bool = False) -> None:

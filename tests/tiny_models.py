@@ -145,8 +145,10 @@ def build_sdxl(cache_dir) -> Path:
     return _build(cache_dir, "sdxl", make)
 
 
-def build_sana(cache_dir) -> Path:
-    """SanaPipeline: SanaTransformer2DModel (2 blocks), AutoencoderDC, Gemma2Model text encoder."""
+def build_sana(cache_dir, *, sample_size: int = 8, vae_stages: int = 2) -> Path:
+    """SanaPipeline: SanaTransformer2DModel (2 blocks), AutoencoderDC, Gemma2Model text encoder. The latent is
+    `sample_size` wide and the DC-AE compresses by 2**(vae_stages - 1); the pipeline's resolution binning
+    accepts sample sizes 16, 32, 64 and 128 only (the real 1024-px model: 32 with a 32x DC-AE, vae_stages 6)."""
     def make(path):
         from diffusers import AutoencoderDC, FlowMatchEulerDiscreteScheduler, SanaPipeline, SanaTransformer2DModel
         from transformers import Gemma2Config, Gemma2Model
@@ -155,21 +157,24 @@ def build_sana(cache_dir) -> Path:
         transformer = SanaTransformer2DModel(
             patch_size=1, in_channels=4, out_channels=4, num_layers=2, num_attention_heads=2, attention_head_dim=4,
             num_cross_attention_heads=2, cross_attention_head_dim=4, cross_attention_dim=8, caption_channels=8,
-            sample_size=8)
+            sample_size=sample_size)
+        blocks = ("ResBlock",) + ("EfficientViTBlock",) * (vae_stages - 1)
+        multiscales = ((),) + ((5,),) * (vae_stages - 1)
         vae = AutoencoderDC(
             in_channels=3, latent_channels=4, attention_head_dim=2,
-            encoder_block_types=("ResBlock", "EfficientViTBlock"), decoder_block_types=("ResBlock", "EfficientViTBlock"),
-            encoder_block_out_channels=(8, 8), decoder_block_out_channels=(8, 8),
-            encoder_qkv_multiscales=((), (5,)), decoder_qkv_multiscales=((), (5,)),
-            encoder_layers_per_block=(1, 1), decoder_layers_per_block=[1, 1], downsample_block_type="conv",
-            upsample_block_type="interpolate", decoder_norm_types="rms_norm", decoder_act_fns="silu",
-            scaling_factor=0.41407)
+            encoder_block_types=blocks, decoder_block_types=blocks,
+            encoder_block_out_channels=(8,) * vae_stages, decoder_block_out_channels=(8,) * vae_stages,
+            encoder_qkv_multiscales=multiscales, decoder_qkv_multiscales=multiscales,
+            encoder_layers_per_block=(1,) * vae_stages, decoder_layers_per_block=[1] * vae_stages,
+            downsample_block_type="conv", upsample_block_type="interpolate", decoder_norm_types="rms_norm",
+            decoder_act_fns="silu", scaling_factor=0.41407)
         text = Gemma2Model(Gemma2Config(head_dim=16, hidden_size=8, intermediate_size=64, num_attention_heads=2,
                                         num_hidden_layers=1, num_key_value_heads=2, vocab_size=len(tok),
                                         max_position_embeddings=1024, pad_token_id=0))
         _pipeline(SanaPipeline, path, dict(transformer=transformer, vae=vae, text_encoder=text, tokenizer=tok,
                                            scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0)))
-    return _build(cache_dir, "sana", make)
+    name = "sana" if (sample_size, vae_stages) == (8, 2) else f"sana_s{sample_size}_f{2 ** (vae_stages - 1)}"
+    return _build(cache_dir, name, make)
 
 
 def build_pixart(cache_dir) -> Path:
