@@ -27,6 +27,18 @@ include: "rules/paper.smk"
 report: "report/workflow.rst"
 
 
+onstart:
+    start_warm_server()
+
+
+onsuccess:
+    stop_warm_server()
+
+
+onerror:
+    stop_warm_server()
+
+
 rule all:
     input:
         default_targets(),

@@ -1,9 +1,12 @@
-"""Packed vs per-condition jobs on the `ci` preset: total CPU time and wall time from Snakemake's benchmark files.
+"""Packed vs per-condition jobs, cold vs warm starts, on the `ci` preset: wall and CPU time from Snakemake's
+benchmark files.
 
-Runs the ci Pareto plot from scratch twice, each in its own copy of the workflow: with the preset's packing
-(the testbed packs: one generate and one score job per method) and with `--config pack=false` (one job per
-condition). Prints, per run, the Snakemake wall time, and per rule the summed `s` (job wall time) and
-`cpu_time` columns of results/benchmarks/<rule>/**.tsv.
+Runs the ci Pareto plot from scratch four times, each in its own copy of the workflow: with the preset's
+packing (the testbed packs: one generate and one score job per method) and with `--config pack=false` (one job
+per condition), each with every job started cold (`warm_start=false`) and forked from the warm server
+(workflow_scripts/warm.py). Prints, per run, the Snakemake wall time, and per rule the summed `s` (job wall
+time) and, for cold runs, `cpu_time` columns of results/benchmarks/<rule>/**.tsv (a warm job's benchmark
+measures its client, so its CPU time is not the job's).
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_grain.py [--cores 2] [--keep DIR]
 """
@@ -54,13 +57,17 @@ def main():
     p.add_argument("--keep", type=Path, help="run in this (new) folder and keep it, instead of a temporary one")
     a = p.parse_args()
     base = a.keep or Path(tempfile.mkdtemp(prefix="bench_grain_"))
-    for name, extra in (("packed", ()), ("per-condition", ("--config", "pack=false"))):
-        wall = run(base / name, a.cores, *extra)
-        t = totals(base / name)
+    for name, config in (("packed, cold", ["warm_start=false"]), ("per-condition, cold", ["pack=false", "warm_start=false"]),
+                         ("packed, warm", []), ("per-condition, warm", ["pack=false"])):
+        folder = base / name.replace(", ", "_")
+        wall = run(folder, a.cores, *(["--config", *config] if config else []))
+        t = totals(folder)
+        cold = "warm_start=false" in config
+        cpu = f"; cpu {sum(v[2] for v in t.values()):.1f} s" if cold else ""
         print(f"{name}: snakemake wall {wall:.1f} s; jobs {sum(v[0] for v in t.values())}; "
-              f"job wall {sum(v[1] for v in t.values()):.1f} s; cpu {sum(v[2] for v in t.values()):.1f} s")
-        for rule, (n, s, cpu) in t.items():
-            print(f"  {rule:<18} {n:3d} jobs  wall {s:7.1f} s  cpu {cpu:7.1f} s")
+              f"job wall {sum(v[1] for v in t.values()):.1f} s{cpu}")
+        for rule, (n, s, c) in t.items():
+            print(f"  {rule:<18} {n:3d} jobs  wall {s:7.1f} s" + (f"  cpu {c:7.1f} s" if cold else ""))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ def script(name):
     return os.path.join(SCRIPTS, f"{name}.py")
 
 
+
 wildcard_constraints:
     model="[A-Za-z0-9_.-]+",
     covid="[A-Za-z0-9_-]+",
@@ -67,6 +68,54 @@ def res(path):
 
 DEVICE = config["device"]
 THREADS = config["threads"]
+
+
+# Warm starts (workflow_scripts/warm.py): on a machine without a GPU, jobs run locally fork from one server
+# that has imported torch, diffusers, transformers and steercore once, instead of importing them each (~5 s of
+# CPU per job). The Snakefile's onstart starts it; it ends with this Snakemake process. Outputs do not depend
+# on it: a job forked from it runs the same script with the same environment as a cold one.
+_warm = {}
+
+
+def _gpu_visible():
+    import glob
+
+    return bool(glob.glob("/dev/nvidia[0-9]*")) or os.path.exists("/dev/kfd") or sys.platform != "linux"
+
+
+def start_warm_server():
+    """Start this run's warm server (onstart), unless config `warm_start` is false, jobs run elsewhere, in
+    conda envs, or a GPU is visible (CUDA cannot be used in a process forked from one that touched it)."""
+    import glob
+    import importlib.util
+    import subprocess
+    import tempfile
+
+    off = config["warm_start"] in (False, "false")
+    if off or not workflow.local_exec or PYTHON != sys.executable or _gpu_visible():
+        return
+    spec = importlib.util.spec_from_file_location("warm", script("warm"))
+    warm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(warm)
+    prefix = os.path.join(tempfile.gettempdir(), f"steerflow-warm-{os.getuid()}-")
+    for stale in glob.glob(f"{prefix}*.sock"):  # left by killed runs (their Snakemake is gone), or by this pid
+        pid = stale[len(prefix):-len(".sock")]
+        if pid.isdigit() and (int(pid) == os.getpid() or not os.path.exists(f"/proc/{pid}")):
+            os.unlink(stale)
+    path = f"{prefix}{os.getpid()}.sock"
+    os.makedirs("logs", exist_ok=True)
+    os.environ[warm.SOCKET_ENV] = path  # before the server starts: its environment is the jobs' environment
+    _warm["server"] = subprocess.Popen([sys.executable, script("warm"), "serve", path, str(os.getpid()),
+                                        "logs/warm_server.log"], stdin=subprocess.DEVNULL)
+
+
+def stop_warm_server():
+    server = _warm.pop("server", None)
+    if server is not None:
+        server.terminate()
+        server.wait()
+
+
 # Host memory (MB) of a model job by model kind; the testbed needs little. Profiles may raise it per rule.
 MEM_MB = {"t2i": 32000, "lm": 48000, "testbed": 4000}
 
@@ -232,9 +281,16 @@ def paper_inputs(w):
 
 
 def paper_targets():
-    """Every artefact of the configured experiments (and their models' covariance-size ablations)."""
+    """Every artefact of the configured experiments (and their models' covariance-size ablations), then the
+    config's `artefacts`, each checked against the presets before any job runs."""
     try:
         names = paper_artefacts(config["experiments"], PROJECT)
     except SteerError as e:
         sys.exit(f"Steerflow config error: {e}")
+    for name in config.get("artefacts", []):
+        try:
+            Artefact.parse(name).experiments(PROJECT)
+        except SteerError as e:
+            sys.exit(f"Steerflow config error: config.yaml: artefacts: {e}")
+    names = list(dict.fromkeys(names + config.get("artefacts", [])))
     return [res(f"paper/{a}.{s}") for a in names for s in ("pdf", "svg", "tex")]

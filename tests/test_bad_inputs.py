@@ -786,6 +786,12 @@ SNAKEMAKE_CASES = {
     "device-injection": (["--config", "device=cuda;touch PWNED", "threads=0"],
                          ["config/config.yaml: threads: 0", "config/config.yaml: device: 'cuda;touch PWNED' is not"]),
     "no-such-preset": (["results/pareto/typo.pdf"], ["no experiment preset 'typo'"]),
+    "artefact-typo": (["--config", "artefacts=[tabel-ci]"], ["artefacts: 'tabel-ci' is not a paper artefact"]),
+    "artefact-no-family": (["--config", "artefacts=[covsize-nope]"],
+                           ["artefacts: no covariance-size family 'nope'"]),
+    "artefact-not-comparable": (["--config", "artefacts=[leaderboard-ci+sdxl_dogs_cats]"],
+                                ["artefacts: leaderboard: experiments ci and sdxl_dogs_cats differ in"]),
+    "artefacts-not-a-list": (["--config", "artefacts=table-ci"], ["artefacts: 'table-ci' is not of type 'array'"]),
 }
 
 

@@ -1,5 +1,9 @@
 """baseline_features rule: image features of the baseline's outputs, once, for every condition's FID/KID."""
 
+import warm
+
+warm.start()  # forked from this run's warm server, if it has one (warm.py)
+
 from pathlib import Path
 
 from steercore.stages.job import experiment_parser, job_device, job_experiment, main_guard

@@ -1,5 +1,9 @@
 """cov rule: combine the statistics shards of a neutral corpus exactly into one file."""
 
+import warm
+
+warm.start()  # forked from this run's warm server, if it has one (warm.py)
+
 import argparse
 from pathlib import Path
 

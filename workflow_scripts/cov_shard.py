@@ -1,5 +1,9 @@
 """cov_shard rule: neutral activation statistics of one shard of an experiment's neutral corpus."""
 
+import warm
+
+warm.start()  # forked from this run's warm server, if it has one (warm.py)
+
 from pathlib import Path
 
 from steercore.core.files import save_stats

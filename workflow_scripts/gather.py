@@ -1,5 +1,9 @@
 """gather rules: an experiment's manifest, or its score tables, from the tables of its per-job outputs."""
 
+import warm
+
+warm.start()  # forked from this run's warm server, if it has one (warm.py)
+
 from pathlib import Path
 
 from steercore.stages.job import job_experiment, main_guard, preset_parser

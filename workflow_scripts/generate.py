@@ -1,5 +1,9 @@
 """generate rule: images or answers for one job of an experiment (one condition, or a packed method)."""
 
+import warm
+
+warm.start()  # forked from this run's warm server, if it has one (warm.py)
+
 from pathlib import Path
 
 from steercore.experiments.preset import load_experiment

@@ -1,5 +1,9 @@
 """grid rule: sample grid of an experiment, one row per condition, the same prompts and seeds in every column."""
 
+import warm
+
+warm.start()  # forked from this run's warm server, if it has one (warm.py)
+
 import argparse
 from pathlib import Path
 

@@ -1,5 +1,9 @@
 """paper rule: one paper figure or table (PDF, SVG and LaTeX) from the score tables; names in steercore/figures/artefacts.py."""
 
+import warm
+
+warm.start()  # forked from this run's warm server, if it has one (warm.py)
+
 import argparse
 from pathlib import Path
 

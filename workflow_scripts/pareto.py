@@ -1,5 +1,9 @@
 """pareto rule: Pareto plot (PDF and SVG), the points with their frontier flags (TSV), a LaTeX table."""
 
+import warm
+
+warm.start()  # forked from this run's warm server, if it has one (warm.py)
+
 from pathlib import Path
 
 from steercore.stages.job import job_experiment, main_guard, preset_parser

@@ -1,5 +1,9 @@
 """pareto_intervals rule: the Pareto plot's y per condition with a seeded 95% bootstrap interval over outputs."""
 
+import warm
+
+warm.start()  # forked from this run's warm server, if it has one (warm.py)
+
 from pathlib import Path
 
 from steercore.stages.job import job_experiment, main_guard, preset_parser

@@ -1,5 +1,9 @@
 """score rule: per-output concept scores and preservation for the conditions of one job of an experiment."""
 
+import warm
+
+warm.start()  # forked from this run's warm server, if it has one (warm.py)
+
 from pathlib import Path
 
 from steercore.stages.job import experiment_parser, job_device, job_experiment, main_guard

@@ -3,6 +3,10 @@
     python workflow_scripts/train_testbed.py t2i --out steercore/testbed/weights/t2i [--steps N] [--seed S]
 """
 
+import warm
+
+warm.start()  # forked from this run's warm server, if it has one (warm.py)
+
 import argparse
 import json
 

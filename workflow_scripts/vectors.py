@@ -1,5 +1,9 @@
 """vectors rule: the mean activation of one concept's prompts per site (and step)."""
 
+import warm
+
+warm.start()  # forked from this run's warm server, if it has one (warm.py)
+
 from pathlib import Path
 
 from steercore.core.files import save_stats

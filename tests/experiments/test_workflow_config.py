@@ -11,7 +11,8 @@ def test_defaults_are_filled_and_a_good_config_passes():
     config = {"experiments": ["ci"]}
     assert config_mistakes(config) == []
     assert config == {"experiments": ["ci"], "device": "auto", "threads": 1, "pack": "auto",
-                      "experiments_dir": "config/experiments", "results_dir": "results", "scale": 1}
+                      "experiments_dir": "config/experiments", "results_dir": "results", "scale": 1, "artefacts": [],
+                      "warm_start": True}
     for device in ("cpu", "cuda", "cuda:3", "mps", "auto"):
         assert config_mistakes({"experiments": ["ci"], "device": device}) == []
 

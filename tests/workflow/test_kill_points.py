@@ -1,5 +1,7 @@
 """SIGKILL during cov_shard, vectors, generate and score (Snakemake and its job together), then `--unlock` and
-the same command: the run completes and its outputs are byte-identical to an uninterrupted run's."""
+the same command: the run completes and its outputs are byte-identical to an uninterrupted run's. The
+uninterrupted run starts every job cold (`warm_start=false`), the killed ones fork them from the warm server
+(workflow_scripts/warm.py): the two ways of starting a job give the same bytes."""
 
 import hashlib
 import os
@@ -67,12 +69,15 @@ def digests(wf: Path) -> dict[str, str]:
 @pytest.mark.slow
 def test_sigkill_in_every_stage_then_rerun_gives_byte_identical_outputs(tmp_path):
     reference = copy_workflow(tmp_path / "reference")
-    finish(start(reference, TARGET))
+    finish(start(reference, TARGET, "--config", "warm_start=false"))
+    assert not (reference / "logs" / "warm_server.log").exists()
 
     wf = copy_workflow(tmp_path / "killed")
     for rule in ("cov_shard", "vectors", "generate", "score"):
         kill_while(wf, rule)
     finish(start(wf, TARGET))
+    assert "warm server ready" in (wf / "logs" / "warm_server.log").read_text()
+    assert not [p for p in (wf / "logs").rglob("*.log") if "starting cold" in p.read_text()]
 
     want, got = digests(reference), digests(wf)
     assert sorted(got) == sorted(want)
