@@ -216,6 +216,12 @@ SteeringMap = Union[RankOneEdit, AddVector, Sequential]
 # ---------------------------------------------------------------------------------------------- stacked over steps
 
 
+def _row(t: Tensor, step: Tensor) -> Tensor:
+    """Row `step` (a 0-d long tensor) of t [S, ...] as a graph op: `t[step]` would read the step's value, which
+    a compiled graph cannot do without a sync and a graph break (AOT autograd refuses it)."""
+    return t[0] if t.shape[0] == 1 else t.index_select(0, step.reshape(1)).squeeze(0)
+
+
 @dataclass(frozen=True, eq=False)
 class StackedEdit:
     """One rank-one edit (or added vector) at every step 0..S−1 of a plan, its factors as rows [S, D]."""
@@ -232,7 +238,7 @@ class StackedEdit:
 
     def edit(self, x: Tensor, strength: Strength, step: Tensor) -> Tensor:
         def row(t):  # [S, D] -> [D] of this step, in x's dtype: the cast the maps' own `_Cast` makes
-            return None if t is None else (t[0] if t.shape[0] == 1 else t[step]).to(x.dtype)
+            return None if t is None else _row(t, step).to(x.dtype)
 
         if self.u is None:
             return _add(x, strength, row(self.v), self.renormalize, self.scale_by_norm)
@@ -258,7 +264,7 @@ class StackedMap:
         out = x
         for e in self.edits:
             out = e.edit(out, strength, step)
-        return out if self.active is None else torch.where(self.active[step], out, x)
+        return out if self.active is None else torch.where(_row(self.active, step), out, x)
 
     def to(self, device) -> "StackedMap":
         active = None if self.active is None else self.active.to(device)
