@@ -1,6 +1,8 @@
 """Steering a torch.compile'd model: folded plans and attach_steering compile once (no recompile per strength
 value, diffusion step or re-attachment, no graph break) and equal eager; statistics are refused."""
 
+from dataclasses import dataclass
+
 import pytest
 import torch
 from torch._dynamo.utils import counters
@@ -146,15 +148,16 @@ def test_hooks_steer_a_compiled_flux_transformer_with_true_cfg(tiny_cache):
                     num_inference_steps=2, generator=[torch.Generator().manual_seed(s) for s in range(2)],
                     output_type="latent", **tm.CALL_KWARGS["flux"]).images
 
+    strengths = [2.0, torch.tensor([0.0, 1.0]), 0.5]
     eager = []
-    for beta in STRENGTHS[:3]:
-        with attach_steering(pipe, plan, beta[:2] if isinstance(beta, torch.Tensor) else beta):
+    for beta in strengths:
+        with attach_steering(pipe, plan, beta):
             eager.append(run())
     compile_(pipe.transformer, "in_place")
     plain = run()
     counts = [graphs()]
-    for beta, want in zip(STRENGTHS[:3], eager):
-        with attach_steering(pipe, plan, beta[:2] if isinstance(beta, torch.Tensor) else beta):
+    for beta, want in zip(strengths, eager):
+        with attach_steering(pipe, plan, beta):
             torch.testing.assert_close(run(), want, atol=1e-5, rtol=1e-5)
         counts.append(graphs())
     # the first steered call compiles the steered graph and the one of the negative prompt's call (left alone);
@@ -249,11 +252,22 @@ def test_hooks_on_an_inductor_compiled_unet_recompile_for_neither_step_nor_stren
     assert torch.equal(sd_run(pipe), plain) and graphs() == 2
 
 
-def test_statistics_of_a_compiled_model_are_refused(tiny_cache):
+def test_statistics_and_maps_that_do_not_stack_are_refused_on_a_compiled_model(tiny_cache):
     model, _ = tm.load_lm("llama", tiny_cache)
     model.model.layers[1].compile(backend="eager")
     with pytest.raises(SteerError, match=r"^LlamaForCausalLM.model.layers.1 is compiled \(torch.compile\): "
                                          r"statistics .* collect them on the uncompiled model$"):
         with collect_statistics(model, ActivationStats("neutral")):
+            pass
+
+    @dataclass(frozen=True)
+    class Custom:  # a map of its own kind: eager hooks call its edit, a compiled graph needs stacked factors
+        dim: int = 32
+
+        def edit(self, x, strength):
+            return x
+
+    with pytest.raises(ConfigError, match="site 'layers.0.self_attn': a Custom map cannot be stacked"):
+        with attach_steering(model, SteeringPlan({(0, "layers.0.self_attn"): Custom()})):
             pass
     assert tm.hook_residue(model) == []
