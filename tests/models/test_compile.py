@@ -215,7 +215,7 @@ def test_hooks_steer_a_compiled_llm_without_recompiles(style, positions, tiny_ca
 
 
 def test_hooks_on_an_inductor_compiled_llm_recompile_for_neither_strength_nor_reattachment(tiny_cache):
-    """Inductor (about 40 s here with a cold compile cache). The plan has 3 steps, of which an LLM reads step 0:
+    """Inductor (about 30 s here with a cold compile cache). The plan has 3 steps, of which an LLM reads step 0:
     the stacked rows are indexed inside the generated kernels."""
     model, tok = tm.load_lm("llama", tiny_cache)
     enc = tok(["what is a red cat", "a pig"], return_tensors="pt", padding=True)
@@ -236,7 +236,7 @@ def test_hooks_on_an_inductor_compiled_llm_recompile_for_neither_strength_nor_re
 
 @pytest.mark.slow
 def test_hooks_on_an_inductor_compiled_unet_recompile_for_neither_step_nor_strength(tiny_cache):
-    """Inductor on the per-step plans under CFG (about 100 s here with a cold compile cache)."""
+    """Inductor on the per-step plans under CFG (70 to 100 s here with a cold compile cache)."""
     pipe = tm.load_pipeline("sd", tiny_cache)
     plan = sd_plans(pipe)["leace"]
     eager = {}
