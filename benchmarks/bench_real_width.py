@@ -16,11 +16,13 @@ ratios, of wall time and of process CPU time — on a shared machine the CPU rat
 folded leace (μ ≠ 0: a bias is added where the layer has none) and folded casteer (no bias); the statistics
 pass (collect_statistics, aggregation 'all', 8 forwards and the fold-in of held-back rows, against 8 plain
 forwards: float32 batch scatter, the same with every call folded in at once (`buffer_mb=0`, as before rows
-were held back), and the float64 option); then, after
-`module.compile()` (inductor), compiled plain and compiled folded. Hooks are refused on a compiled model
-(torch.compile would skip them), so folding is the compiled steered variant.
+were held back), and the float64 option); then, after `module.compile()` (inductor, or `--backend`),
+compiled plain, compiled folded and compiled hooks (every hooked variant above: attach_steering patches the
+site modules' forward, so the first steered call of each plan structure compiles once, before the timed
+rounds), each against compiled plain.
 
     .venv/bin/python benchmarks/bench_real_width.py [--models llama2-7b sd15 sdxl] [--repeats 5] [--no-compile]
+        [--backend inductor]
 
 Prints ratios and writes results/benchmarks/perf.tsv (one row per model × variant, with the commit).
 """
@@ -155,7 +157,7 @@ def ratio(t: dict, a: str, b: str) -> tuple[float, float]:
     return wall, cpu
 
 
-def bench(name: str, repeats: int, compile_: bool) -> list[tuple]:
+def bench(name: str, repeats: int, compile_: bool, backend: str = "inductor") -> list[tuple]:
     t_build = time.perf_counter()
     target, module, call = build(name)
     sites = find_sites(target)
@@ -163,9 +165,9 @@ def bench(name: str, repeats: int, compile_: bool) -> list[tuple]:
     print(f"\n{name}: {params / 1e6:.0f}M parameters, {len(sites)} sites (D = {sorted(set(sites.values()))}), "
           f"built in {time.perf_counter() - t_build:.0f} s", flush=True)
     variants = {"plain": (None, call)}
-    for method, clip in HOOKED:
-        plan = random_plan(sites, method, clip)
-        variants[f"hooks {method}{' clip' if clip else ''}"] = (lambda p=plan: attach_steering(target, p, 2.0), call)
+    hook_plans = {f"hooks {method}{' clip' if clip else ''}": random_plan(sites, method, clip) for method, clip in HOOKED}
+    for label, plan in hook_plans.items():
+        variants[label] = (lambda p=plan: attach_steering(target, p, 2.0), call)
     fold_plans = {m: random_plan(sites, m, clip=False) for m in FOLDED}
     for m, plan in fold_plans.items():
         variants[f"folded {m}"] = (lambda p=plan: folded(target, p, 2.0), call)
@@ -185,24 +187,31 @@ def bench(name: str, repeats: int, compile_: bool) -> list[tuple]:
             rows.append((name, k, statistics.median(t[k]), wall, cpu))
             print(f"  {k:<28} wall ×{wall:.3f}   cpu ×{cpu:.3f}", flush=True)
     if compile_:
-        module.compile()  # inductor
+        module.compile(backend=backend)
         t_compile = time.perf_counter()
         call()
         with folded(target, fold_plans["leace"], 2.0):
             call()  # the one recompile for the added bias, outside the timed rounds
-        print(f"  compile (plain + folded leace): {time.perf_counter() - t_compile:.0f} s")
+        print(f"  compile (plain + folded leace): {time.perf_counter() - t_compile:.0f} s", flush=True)
+        t_compile = time.perf_counter()
+        for plan in hook_plans.values():  # one graph per plan structure (clip, μ, kind), outside the timed rounds
+            with attach_steering(target, plan, 2.0):
+                call()
+        print(f"  compile (hooks, {len(hook_plans)} variants): {time.perf_counter() - t_compile:.0f} s", flush=True)
         tc = interleaved({"compiled plain": (None, call),
                           **{f"compiled folded {m}": (lambda p=p: folded(target, p, 2.0), call)
-                             for m, p in fold_plans.items()}}, repeats)
+                             for m, p in fold_plans.items()},
+                          **{f"compiled {label}": (lambda p=p: attach_steering(target, p, 2.0), call)
+                             for label, p in hook_plans.items()}}, repeats)
         cplain = statistics.median(tc["compiled plain"])
         cpu_plain = statistics.median(tc["compiled plain:cpu"]) / statistics.median(t["plain:cpu"])
         rows.append((name, "compiled plain", cplain, cplain / plain, cpu_plain))
         print(f"  compiled plain {cplain * 1e3:.0f} ms (wall ×{cplain / plain:.3f}, cpu ×{cpu_plain:.3f} of eager plain, "
               "unpaired)", flush=True)
-        for m in fold_plans:
-            wall, cpu = ratio(tc, f"compiled folded {m}", "compiled plain")
-            rows.append((name, f"compiled folded {m}", statistics.median(tc[f"compiled folded {m}"]), wall, cpu))
-            print(f"  {'compiled folded ' + m:<28} wall ×{wall:.3f}   cpu ×{cpu:.3f} of compiled plain", flush=True)
+        for k in [f"compiled folded {m}" for m in fold_plans] + [f"compiled {label}" for label in hook_plans]:
+            wall, cpu = ratio(tc, k, "compiled plain")
+            rows.append((name, k, statistics.median(tc[k]), wall, cpu))
+            print(f"  {k:<28} wall ×{wall:.3f}   cpu ×{cpu:.3f} of compiled plain", flush=True)
         torch._dynamo.reset()
     del target, module, call, variants
     gc.collect()
@@ -215,15 +224,18 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--backend", default="inductor", help="torch.compile backend of the compiled rows")
     ap.add_argument("--out", default=str(ROOT / "results/benchmarks/perf.tsv"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    # per compiled frame: plain, folded with a bias, and one graph per hooked plan structure (5 here)
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 16)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip() or "unknown"
     print(f"torch {torch.__version__}, {args.threads} thread(s), commit {commit}, median of {args.repeats} rounds")
     rows = []
     for name in args.models:
-        rows += bench(name, args.repeats, not args.no_compile)
+        rows += bench(name, args.repeats, not args.no_compile, args.backend)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     lines = ["commit\tmodel\tvariant\tmedian_s\twall_ratio\tcpu_ratio"]

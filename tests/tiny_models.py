@@ -298,8 +298,8 @@ def random_plan(sites: dict[str, int], method: str, *, steps=(0,), seed: int = 0
 
 def hook_residue(target) -> list[str]:
     """Everything attach/collect/fold could leave behind on a pipeline (its denoiser, scheduler and itself) or
-    a model: torch hooks, patched methods. (Text encoders are never hooked by steercore; transformers installs
-    its own output-recording hooks there on first use.)"""
+    a model: torch hooks, patched methods, forward patches (compiled models). (Text encoders are never hooked by
+    steercore; transformers installs its own output-recording hooks there on first use.)"""
     if hasattr(target, "components"):
         modules = [getattr(target, "transformer", None) or target.unet]
     else:
@@ -312,6 +312,8 @@ def hook_residue(target) -> list[str]:
                     left.append(f"{type(root).__name__}.{name}: {kind}")
             if "_steer_folded" in vars(m):
                 left.append(f"{name}: folded flag")
+            if "forward" in vars(m) and not hasattr(m, "_orig_mod"):  # a torch.compile wrapper sets its own
+                left.append(f"{type(root).__name__}.{name}: forward patched")
     for obj in (target, getattr(target, "scheduler", None)):
         if obj is not None and not isinstance(obj, tuple):
             left += [f"{type(obj).__name__}.{k} patched" for k in ("step", "set_timesteps", "encode_prompt")

@@ -19,7 +19,7 @@ the two coincide.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence, Union
 
 import torch
@@ -97,6 +97,26 @@ def _dot(x: Tensor, v: Tensor) -> Tensor:
     ulp in float32 on some CPUs), and per-sample strengths in a batch must match unbatched runs bit for bit."""
     return (x * v).sum(-1)
 
+
+def _rank_one(x: Tensor, strength: Strength, u: Tensor, v: Tensor, mu: Tensor | None, clip: bool,
+              renormalize: bool) -> Tensor:
+    """x − β·c·u, c = vᵀ(x − μ) (← max(c, 0) if clip), for x [..., D] and factors [D] in x's dtype."""
+    c = _dot(x if mu is None else x - mu, v).unsqueeze(-1)  # [..., 1]
+    if clip:
+        c = c.clamp_min(0)
+    out = x - (_broadcast(strength, x) * c) * u  # [..., D]
+    return _renormalize(out, x) if renormalize else out
+
+
+def _add(x: Tensor, strength: Strength, v: Tensor, renormalize: bool, scale_by_norm: bool) -> Tensor:
+    """x + β·v (· ‖x‖ if scale_by_norm) for x [..., D] and v [D] in x's dtype."""
+    step = _broadcast(strength, x) * v  # [..., D]
+    if scale_by_norm:
+        step = step * _norm(x).to(x.dtype)
+    out = x + step
+    return _renormalize(out, x) if renormalize else out
+
+
 @dataclass(frozen=True, eq=False)
 class RankOneEdit:
     """x' = x − β·c·u with c = vᵀ(x − μ), optionally c ← max(c, 0), optionally renormalized per token.
@@ -135,11 +155,7 @@ class RankOneEdit:
         if x.shape[-1] != self.dim:
             raise ShapeMismatchError(f"{self.method}: activation has D={x.shape[-1]}, the map was fitted for D={self.dim}")
         u, v, mu = self._cast.get(self, ("u", "v", "mu"), x)
-        c = _dot(x if mu is None else x - mu, v).unsqueeze(-1)  # [..., 1]
-        if self.clip:
-            c = c.clamp_min(0)
-        out = x - (_broadcast(strength, x) * c) * u  # [..., D]
-        return _renormalize(out, x) if self.renormalize else out
+        return _rank_one(x, strength, u, v, mu, self.clip, self.renormalize)
 
     def fold_factors(self) -> tuple[Tensor, Tensor, Tensor]:
         """(u, v, b) in float64 with x' = x − β·u·(vᵀx − b): the affine form used to fold into a linear layer."""
@@ -171,11 +187,7 @@ class AddVector:
         if x.shape[-1] != self.dim:
             raise ShapeMismatchError(f"{self.method}: activation has D={x.shape[-1]}, the map was fitted for D={self.dim}")
         (v,) = self._cast.get(self, ("v",), x)
-        step = _broadcast(strength, x) * v  # [..., D]
-        if self.scale_by_norm:
-            step = step * _norm(x).to(x.dtype)
-        out = x + step
-        return _renormalize(out, x) if self.renormalize else out
+        return _add(x, strength, v, self.renormalize, self.scale_by_norm)
 
 
 @dataclass(frozen=True, eq=False)
@@ -199,6 +211,100 @@ class Sequential:
 
 
 SteeringMap = Union[RankOneEdit, AddVector, Sequential]
+
+
+# ---------------------------------------------------------------------------------------------- stacked over steps
+
+
+def _row(t: Tensor, step: Tensor) -> Tensor:
+    """Row `step` (a 0-d long tensor) of t [S, ...] as a graph op: `t[step]` would read the step's value, which
+    a compiled graph cannot do without a sync and a graph break (AOT autograd refuses it)."""
+    return t[0] if t.shape[0] == 1 else t.index_select(0, step.reshape(1)).squeeze(0)
+
+
+@dataclass(frozen=True, eq=False)
+class StackedEdit:
+    """One rank-one edit (or added vector) at every step 0..S−1 of a plan, its factors as rows [S, D]."""
+
+    u: Tensor | None
+    """Edit directions [S, D]; None for an added vector."""
+    v: Tensor
+    """Read-out covectors (rank one) or added vectors [S, D]."""
+    mu: Tensor | None
+    """Centres [S, D]; None means 0."""
+    clip: bool
+    renormalize: bool
+    scale_by_norm: bool
+
+    def edit(self, x: Tensor, strength: Strength, step: Tensor) -> Tensor:
+        def row(t):  # [S, D] -> [D] of this step, in x's dtype: the cast the maps' own `_Cast` makes
+            return None if t is None else _row(t, step).to(x.dtype)
+
+        if self.u is None:
+            return _add(x, strength, row(self.v), self.renormalize, self.scale_by_norm)
+        return _rank_one(x, strength, row(self.u), row(self.v), row(self.mu), self.clip, self.renormalize)
+
+    def to(self, device) -> "StackedEdit":
+        moved = {k: getattr(self, k).to(device) for k in ("u", "v", "mu") if getattr(self, k) is not None}
+        return replace(self, **moved)
+
+
+@dataclass(frozen=True, eq=False)
+class StackedMap:
+    """One site's maps over the steps of a plan, in a form a compiled graph reads: `edit(x, β, step)` picks the
+    rows of `step` (a 0-d long tensor) inside the graph, so that neither a new step nor a new strength (a tensor
+    too) changes anything the graph was specialised on. Equals `plan.map_for(step, site).edit(x, β)`."""
+
+    edits: tuple[StackedEdit, ...]
+    """The concepts applied in turn (one, unless the maps are `Sequential`)."""
+    active: Tensor | None
+    """[S] bool: the steps at which the site has a map; None when it has one at every step."""
+
+    def edit(self, x: Tensor, strength: Strength, step: Tensor) -> Tensor:
+        out = x
+        for e in self.edits:
+            out = e.edit(out, strength, step)
+        return out if self.active is None else torch.where(_row(self.active, step), out, x)
+
+    def to(self, device) -> "StackedMap":
+        active = None if self.active is None else self.active.to(device)
+        return StackedMap(tuple(e.to(device) for e in self.edits), active)
+
+
+def _components(m: SteeringMap, site: str) -> list:
+    if isinstance(m, Sequential):
+        return [c for part in m.maps for c in _components(part, site)]
+    if not isinstance(m, (RankOneEdit, AddVector)):
+        raise ConfigError(f"site '{site}': a {type(m).__name__} map cannot be stacked over steps for torch.compile; "
+                          "steer the uncompiled model")
+    return [m]
+
+
+def _structure(c) -> tuple:
+    """What a compiled graph specialises on: the kind of map and its options."""
+    return type(c), c.clip, c.renormalize, getattr(c, "scale_by_norm", False), getattr(c, "mu", None) is None
+
+
+def stack_maps(maps: Sequence[SteeringMap | None], site: str = "") -> StackedMap:
+    """Stack the maps of steps 0..S−1 of one site (None: no map at that step; at least one is given). All must
+    have the same structure (kind, options, number of concepts), as the maps of one plan do."""
+    parts = [None if m is None else _components(m, site) for m in maps]
+    first = next(p for p in parts if p is not None)
+    shape = [_structure(c) for c in first]
+    if any(p is not None and [_structure(c) for c in p] != shape for p in parts):
+        raise ConfigError(f"site '{site}': its maps differ in kind or options between steps and cannot be stacked "
+                          "for torch.compile; steer the uncompiled model")
+
+    def rows(j: int, name: str) -> Tensor | None:  # [S, D], zeros at the steps without a map
+        ref = getattr(first[j], name, None)  # an AddVector has no u and no μ
+        if ref is None:
+            return None
+        return torch.stack([torch.zeros_like(ref) if p is None else getattr(p[j], name) for p in parts])
+
+    edits = tuple(StackedEdit(rows(j, "u"), rows(j, "v"), rows(j, "mu"), c.clip, c.renormalize,
+                              getattr(c, "scale_by_norm", False)) for j, c in enumerate(first))
+    active = None if all(p is not None for p in parts) else torch.tensor([p is not None for p in parts])
+    return StackedMap(edits, active)
 
 
 # ---------------------------------------------------------------------------------------------- fitting

@@ -9,7 +9,7 @@ import torch
 
 from steercore.core.errors import ConfigError, ShapeMismatchError
 from steercore.core.linalg import NO_REGULARIZATION, Regularization, cutoff, regularized_covariance
-from steercore.core.methods import SteeringMap, fit_method, get_method
+from steercore.core.methods import SteeringMap, StackedMap, fit_method, get_method, stack_maps
 from steercore.core.stats import ActivationStats, RowSample
 
 
@@ -29,14 +29,24 @@ class SteeringPlan:
     def steps(self) -> list[int]:
         return sorted({step for step, _ in self.maps})
 
+    def step_index(self, step: int) -> int:
+        """The plan step that serves generation step `step` (0 for a single-step plan); past the plan's last
+        step is a ConfigError."""
+        steps = self.steps
+        if steps == [0]:
+            return 0
+        if step > steps[-1]:
+            raise ConfigError(f"the steering plan covers steps 0..{steps[-1]} but generation reached step "
+                              f"{step}; fit vectors with as many steps as you generate, or with one step")
+        return step
+
     def map_for(self, step: int, site: str) -> SteeringMap | None:
         """The map to apply at generation step `step` and `site`, or None if the site is not steered."""
-        if self.steps == [0]:
-            step = 0
-        elif step > self.steps[-1]:
-            raise ConfigError(f"the steering plan covers steps 0..{self.steps[-1]} but generation reached step "
-                              f"{step}; fit vectors with as many steps as you generate, or with one step")
-        return self.maps.get((step, site))
+        return self.maps.get((self.step_index(step), site))
+
+    def stacked(self, site: str) -> StackedMap:
+        """The maps of `site` at every step 0..S−1 that `step_index` can return, stacked for a compiled graph."""
+        return stack_maps([self.maps.get((k, site)) for k in range(self.steps[-1] + 1)], site)
 
 
 def _on_cpu(m: SteeringMap) -> SteeringMap:

@@ -12,6 +12,16 @@ not its processor. What they share is the *call state* that a site hook needs:
 - LLMs: the attention mask of the current positions (padding is neither steered nor counted) and whether
   the call decodes new tokens (a non-empty KV cache; for `llm_positions`).
 
+A model with a compiled module (torch.compile in place, wrapped, or of any submodule) is steered through
+patches of the site modules' `forward` instead: dynamo does not guard on forward hooks (a compiled graph
+silently skips those added later) but does guard on that instance attribute, so the first steered call
+compiles once and exit brings the plain graph back. The plan is applied stacked over steps
+(`SteeringPlan.stacked`) at a 0-d step tensor that is filled in place before each denoiser call, and the
+strength is a tensor too, so no diffusion step and no strength value recompiles; the call-state pre-hooks
+run outside dynamo. What stays Python (CFG or not, FLUX's negative-prompt call and text length, an LLM mask
+or none, prefill or decoding) is specialised on: it changes per generation or with the shapes. Statistics
+(Python side effects on every call) are collected on uncompiled models only.
+
 On exit every hook and method patch is removed; the model is exactly as before.
 """
 
@@ -19,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,7 +41,8 @@ from torch import Tensor, nn
 from steercore.core.errors import ConfigError, ShapeMismatchError, SteerError
 from steercore.core.methods import Strength, check_strength
 from steercore.core.plan import SteeringPlan
-from steercore.models.sites import Site, denoiser_of, is_pipeline, language_model_of, resolve_sites
+from steercore.models.sites import (Site, denoiser_of, is_pipeline, language_model_of, resolve_sites,
+                                    unwrap_compiled)
 from steercore.core.stats import ActivationStats
 
 # A site callback gets (site name, activations [B, T, D] of the part to read/steer, row mask [B, T] or None)
@@ -164,7 +176,7 @@ def track_pipeline(pipe, state: CallState, patches: Patches, *, on_call: Callabl
         if on_call is not None:
             on_call()
 
-    patches.handles.append(den.register_forward_pre_hook(pre_hook, with_kwargs=True))
+    _register_pre_hook(den, pre_hook, patches)
 
 
 def track_language_model(model: nn.Module, state: CallState, patches: Patches) -> None:
@@ -185,7 +197,30 @@ def track_language_model(model: nn.Module, state: CallState, patches: Patches) -
         past = cache.get_seq_length() if cache is not None and hasattr(cache, "get_seq_length") else 0
         state.decoding = past > 0
 
-    patches.handles.append(model.register_forward_pre_hook(pre_hook, with_kwargs=True))
+    _register_pre_hook(model, pre_hook, patches)
+
+
+def compiled_module(module: nn.Module) -> str | None:
+    """The dotted name ('' for the root) of the first module in `module`'s tree that torch.compile compiled: in
+    place (`m.compile()`), wrapped (`torch.compile(m)`, an OptimizedModule) or through its forward
+    (`m.forward = torch.compile(m.forward)`); None if none is."""
+    for name, m in module.named_modules():
+        forward = vars(m).get("forward")
+        if (getattr(m, "_compiled_call_impl", None) is not None or hasattr(m, "_orig_mod")
+                or getattr(forward, "_torchdynamo_orig_callable", None) is not None):
+            return name
+    return None
+
+
+def _register_pre_hook(root: nn.Module, pre_hook, patches: Patches) -> None:
+    """Run `pre_hook` before every call of `root`; on the module inside a torch.compile wrapper, whose hooks
+    run on direct calls too (transformers' generate calls the model, not the wrapper). A compiled root runs its
+    hooks outside the graph, but dynamo would compile the hook's own frame and specialise it on the call state
+    it updates: a compiled model gets an eager hook (torch.compiler.disable)."""
+    if compiled_module(root) is not None:
+        pre_hook = torch.compiler.disable(pre_hook)
+    root = unwrap_compiled(root)
+    patches.handles.append(root.register_forward_pre_hook(pre_hook, with_kwargs=True))
 
 
 # ------------------------------------------------------------------------------------------ site hooks
@@ -232,31 +267,46 @@ def _select(sites: list[Site], names) -> list[Site]:
     return [s for s in sites if s.name in set(names)]
 
 
-def _check_not_compiled(module: nn.Module) -> None:
-    """torch.compile does not guard on forward hooks (dynamo's skip_nnmodule_hook_guards): hooks added to a
-    compiled model are silently skipped, and hooks removed from one keep running. Refuse instead."""
-    for name, m in module.named_modules():
-        if getattr(m, "_compiled_call_impl", None) is not None or hasattr(m, "_orig_mod"):
-            raise SteerError(f"{type(module).__name__}.{name or '(root)'} is compiled (torch.compile), which would "
-                             "silently ignore steering hooks; steer a compiled model with `folded(...)` (single-step, "
-                             "unclipped plans) or attach to the uncompiled model")
+def _patch_forward(module: nn.Module, hook, patches: Patches) -> None:
+    """Apply `hook(module, args, output)` inside `module`'s forward, as an instance attribute. Dynamo guards on
+    that attribute (the first steered call recompiles once; removing it brings the plain graph back), while it
+    does not guard on forward hooks: a compiled graph silently skips hooks added after it was built."""
+
+    def wrapper_of(forward):
+        @functools.wraps(forward)
+        def steered_forward(*args, **kwargs):
+            output = forward(*args, **kwargs)
+            new = hook(module, args, output)
+            return output if new is None else new
+        return steered_forward
+
+    patches.patch(module, "forward", wrapper_of)
+
+
+def _root(target) -> nn.Module:
+    return denoiser_of(target) if is_pipeline(target) else language_model_of(target)
 
 
 @contextmanager
 def _attached(target, fn: SiteFn, state: CallState, *, llm_site: str, sites=None,
-              cfg_halves: str = "conditional") -> Iterator[CallState]:
+              cfg_halves: str = "conditional", compiled: bool = False,
+              on_call: Callable[[], None] | None = None) -> Iterator[CallState]:
+    """`fn` on every site call through forward hooks, or through forward patches (`_patch_forward`) when the
+    model is `compiled`; `on_call` runs (eagerly) before every denoiser call."""
     patches = Patches()
     diffusion = is_pipeline(target)
-    _check_not_compiled(denoiser_of(target) if diffusion else language_model_of(target))
     chosen = _select(resolve_sites(target, llm_site), sites)
     try:
         if diffusion:
-            track_pipeline(target, state, patches)
+            track_pipeline(target, state, patches, on_call=on_call)
         else:
             track_language_model(language_model_of(target), state, patches)
         for site in chosen:
             hook = _site_hook(site, state, fn, diffusion, cfg_halves)
-            patches.handles.append(site.module.register_forward_hook(hook))
+            if compiled:
+                _patch_forward(site.module, hook, patches)
+            else:
+                patches.handles.append(site.module.register_forward_hook(hook))
         yield state
     finally:
         patches.remove()
@@ -291,6 +341,95 @@ def resolve_llm_positions(positions: str | None, generated_only: bool) -> str:
     return positions
 
 
+# An edit source gets (site name, activations [B, T, D]) and returns the edit x -> x' of this call, or None
+# when the site is not steered at this step.
+EditAt = Callable[[str, Tensor], "Callable[[Tensor], Tensor] | None"]
+
+
+def _plan_edits(plan: SteeringPlan, sites: list[str], strength: Strength, cfg_halves: str,
+                state: CallState) -> EditAt:
+    """Eager: the plan's map of the current step, at the strength of the call's rows."""
+    cache: dict = {"step": None, "maps": {}}
+    strengths: dict = {}  # per-sample strengths copied once per device (and CFG layout), not once per hook call
+
+    def edit_at(site: str, x: Tensor):
+        if cache["step"] != state.step:  # look the maps up once per step, not once per hook call
+            cache["maps"] = {s: plan.map_for(state.step, s) for s in sites}
+            cache["step"] = state.step
+        m = cache["maps"].get(site)
+        if m is None:
+            return None
+        beta = strength
+        if isinstance(strength, Tensor):
+            halves = 2 if cfg_halves == "both" and state.cfg and strength.ndim else 1  # rows [uncond; cond]
+            beta = strengths.get((x.device, halves))
+            if beta is None:
+                beta = strengths[(x.device, halves)] = strength.to(x.device).repeat(halves)
+        return lambda y: m.edit(y, beta)
+
+    return edit_at
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    p = next(itertools.chain(module.parameters(), module.buffers()), None)
+    return torch.device("cpu") if p is None else p.device
+
+
+def _stacked_edits(plan: SteeringPlan, sites: list[Site], strength: Strength, cfg_halves: str,
+                   state: CallState) -> tuple[EditAt, Callable[[], None]]:
+    """Compiled: each site's maps stacked over the plan's steps on the site's device (`SteeringPlan.stacked`),
+    read at a 0-d step tensor that the returned `on_call` fills in place before each denoiser call, outside the
+    graph, and applied at a strength held as a tensor on the device: nothing the graph is specialised on
+    changes with the diffusion step or the strength value."""
+    devices = {s.name: _device_of(s.module) for s in sites}
+    steps = {d: torch.zeros((), dtype=torch.long, device=d) for d in set(devices.values())}  # [] per device
+    beta = strength.detach() if isinstance(strength, Tensor) else torch.tensor(float(strength))
+    per_site = {}
+    for s in sites:
+        d = devices[s.name]
+        b = beta.to(d)
+        # per-sample strengths as the rows come: the produced samples, or [uncond; cond] for cfg_halves="both"
+        per_site[s.name] = (plan.stacked(s.name).to(d), steps[d], (b, b.repeat(2) if b.ndim else b))
+    filled = [0]
+
+    def on_call() -> None:
+        k = plan.step_index(state.step)  # a step past the plan raises here, before the graph runs
+        if k != filled[0]:
+            for t in steps.values():
+                t.fill_(k)
+            filled[0] = k
+
+    both = cfg_halves == "both"
+
+    def edit_at(site: str, x: Tensor):
+        m, step, betas = per_site[site]
+        beta = betas[1 if both and state.cfg else 0]
+        return lambda y: m.edit(y, beta, step)
+
+    return edit_at, on_call
+
+
+def _steer_positions(positions: str, state: CallState, edit_at: EditAt) -> SiteFn:
+    """The site function of attach_steering: the edit on the steered positions of the call (`llm_positions`)."""
+
+    def steer(site: str, x: Tensor, mask: Tensor | None) -> Tensor | None:
+        if positions == "generated" and not state.decoding:
+            return None
+        edit = edit_at(site, x)
+        if edit is None:
+            return None
+        if positions == "last_prompt" and not state.decoding:  # prefill: the last prompt token of each row
+            rows = torch.arange(x.shape[0], device=x.device)
+            last = _last_valid(x, mask)  # [B]
+            new = x.clone()
+            new[rows, last] = edit(x[rows, last].unsqueeze(1)).squeeze(1)  # [B, 1, D] -> [B, D]
+            return new
+        new = edit(x)
+        return new if mask is None else torch.where(mask.unsqueeze(-1), new, x)
+
+    return steer
+
+
 @contextmanager
 def attach_steering(target, plan: SteeringPlan, strength: Strength = 1.0, *, llm_site: str = "self_attn",
                     steer_only_up: bool = False, generated_only: bool = False, llm_positions: str | None = None,
@@ -304,6 +443,10 @@ def attach_steering(target, plan: SteeringPlan, strength: Strength = 1.0, *, llm
     llm_positions (LLMs, `LLM_POSITIONS`): 'all' (default) steers the prompt (prefill) and every generated
     token; 'last_prompt' only the prompt's last token and the generated ones; 'generated' leaves the prompt
     unsteered (= generated_only=True). Yields the live `CallState` (step, CFG flag).
+
+    A model compiled with torch.compile (in place, wrapped, or a compiled submodule) is steered through
+    forward patches that the compiled graph sees; the maps must then be `RankOneEdit`, `AddVector` or
+    `Sequential` (they are stacked over steps, `SteeringPlan.stacked`).
     """
     check_strength(strength)
     if (generated_only or llm_positions not in (None, "all")) and is_pipeline(target):
@@ -321,34 +464,16 @@ def attach_steering(target, plan: SteeringPlan, strength: Strength = 1.0, *, llm
     if steer_only_up:
         model_sites = [s for s in model_sites if not s.startswith("down.")]
     state = CallState()
-    cache: dict = {"step": None, "maps": {}}
-    strengths: dict = {}  # per-sample strengths copied once per device (and CFG layout), not once per hook call
-
-    def steer(site: str, x: Tensor, mask: Tensor | None) -> Tensor | None:
-        if positions == "generated" and not state.decoding:
-            return None
-        if cache["step"] != state.step:  # look the maps up once per step, not once per hook call
-            cache["maps"] = {s: plan.map_for(state.step, s) for s in model_sites}
-            cache["step"] = state.step
-        m = cache["maps"].get(site)
-        if m is None:
-            return None
-        beta = strength
-        if isinstance(strength, Tensor):
-            halves = 2 if cfg_halves == "both" and state.cfg and strength.ndim else 1  # rows [uncond; cond]
-            beta = strengths.get((x.device, halves))
-            if beta is None:
-                beta = strengths[(x.device, halves)] = strength.to(x.device).repeat(halves)
-        if positions == "last_prompt" and not state.decoding:  # prefill: the last prompt token of each row
-            rows = torch.arange(x.shape[0], device=x.device)
-            last = _last_valid(x, mask)  # [B]
-            new = x.clone()
-            new[rows, last] = m.edit(x[rows, last].unsqueeze(1), beta).squeeze(1)  # [B, 1, D] -> [B, D]
-            return new
-        new = m.edit(x, beta)
-        return new if mask is None else torch.where(mask.unsqueeze(-1), new, x)
-
-    with _attached(target, steer, state, llm_site=llm_site, sites=model_sites, cfg_halves=cfg_halves):
+    compiled = compiled_module(_root(target)) is not None
+    on_call = None
+    if compiled:
+        edit_at, on_call = _stacked_edits(plan, _select(resolve_sites(target, llm_site), model_sites), strength,
+                                          cfg_halves, state)
+    else:
+        edit_at = _plan_edits(plan, model_sites, strength, cfg_halves, state)
+    steer = _steer_positions(positions, state, edit_at)
+    with _attached(target, steer, state, llm_site=llm_site, sites=model_sites, cfg_halves=cfg_halves,
+                   compiled=compiled, on_call=on_call):
         yield state
 
 
@@ -370,6 +495,11 @@ def find_plan_sites(target, plan: SteeringPlan, llm_site: str = "self_attn") -> 
 def collect_statistics(target, stats: ActivationStats, *, llm_site: str = "self_attn", sites=None):
     """Feed `stats.add(step, site, x, mask)` from every call of `target` inside the block (conditional half
     only under CFG; LLM padding excluded through the attention mask). Nothing per token is kept."""
+    name = compiled_module(_root(target))
+    if name is not None:
+        raise SteerError(f"{type(_root(target)).__name__}.{name or '(root)'} is compiled (torch.compile): statistics "
+                         "accumulate with Python side effects that a compiled graph cannot run; collect them on the "
+                         "uncompiled model")
     state = CallState()
 
     def read(site: str, x: Tensor, mask: Tensor | None) -> None:

@@ -60,6 +60,11 @@ def language_model_of(target) -> nn.Module:
     return target
 
 
+def unwrap_compiled(module: nn.Module) -> nn.Module:
+    """The module that `torch.compile(module)` wrapped (an OptimizedModule's `_orig_mod`), else `module`."""
+    return getattr(module, "_orig_mod", module)
+
+
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
     """`model.model.layers` for Llama/Qwen2/Gemma2 (and any transformers decoder with a `layers` list)."""
     base = getattr(model, getattr(model, "base_model_prefix", "model"), model)
@@ -152,13 +157,13 @@ def _llm_sites(model: nn.Module, llm_site: str) -> list[Site]:
 def resolve_sites(target, llm_site: str = "self_attn") -> list[Site]:
     """Every site of a pipeline (its denoiser) or a causal LM, in execution order."""
     if is_pipeline(target):
-        den = denoiser_of(target)
+        den = unwrap_compiled(denoiser_of(target))
         if type(den).__name__.startswith("UNet2DCondition"):
             sites = _unet_sites(den)
         else:
             sites = _transformer_sites(den)
     else:
-        sites = _llm_sites(language_model_of(target), llm_site)
+        sites = _llm_sites(unwrap_compiled(language_model_of(target)), llm_site)
     if not sites:
         raise ConfigError(f"found no steering site in {type(target).__name__}")
     return sites

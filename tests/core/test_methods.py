@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from steercore import (ConfigError, ShapeMismatchError, Sequential, fit_casteer_add, fit_casteer_remove, fit_leace,
                        fit_method, fit_midsteer)
+from steercore.core.methods import stack_maps
 from steercore.core.linalg import psd_sqrt_pair
 
 f64 = torch.float64
@@ -215,3 +216,34 @@ def test_degenerate_concepts_give_one_line_errors():
         fit_leace(s, mu, sigma, s)
     with pytest.raises(ConfigError, match="unknown steering method 'foo'"):
         fit_method("foo", source=s)
+
+
+def stack_of_every_kind(D: int = 6):
+    """Maps of every kind and option, at steps 0 and 2 (none at step 1), fitted per step."""
+    kinds = []
+    for step in (0, 2):
+        mu, sigma, s, t = random_problem(20 + step, D)
+        kinds.append([fit_leace(s, mu, sigma, t, clip=True), fit_midsteer(s, mu, sigma, renormalize=True),
+                      fit_casteer_remove(s, t), fit_casteer_add(s, t), fit_casteer_add(t, scale_by_norm=True),
+                      Sequential((fit_casteer_remove(s), fit_leace(s, mu, sigma)))])
+    return [[a, None, b] for a, b in zip(*kinds)]
+
+
+@pytest.mark.parametrize("beta", [1.5, torch.tensor(2.5), torch.tensor([0.0, 1.0, 3.0, 0.5])])
+def test_stacked_maps_equal_the_map_of_each_step_bit_for_bit(beta):
+    x = torch.randn(4, 5, 6, generator=torch.Generator().manual_seed(1)) * 3  # [B, T, D] float32
+    for maps in stack_of_every_kind():
+        stacked = stack_maps(maps, "up.0")
+        for k, m in enumerate(maps):
+            got = stacked.edit(x, beta, torch.tensor(k))
+            assert torch.equal(got, x if m is None else m.edit(x, beta)), (type(maps[0]).__name__, k)
+    single = stack_maps([maps[0]])  # one step serves every step without indexing
+    assert single.active is None and torch.equal(single.edit(x, beta, torch.tensor(7)), maps[0].edit(x, beta))
+
+
+def test_maps_that_differ_between_steps_are_not_stacked():
+    every = stack_of_every_kind()
+    with pytest.raises(ConfigError, match="site 'up.0': its maps differ in kind or options between steps"):
+        stack_maps([every[0][0], every[1][2]], "up.0")  # clipped LEACE, then unclipped MidSteer
+    with pytest.raises(ConfigError, match="site 'up.0': a str map cannot be stacked"):
+        stack_maps(["not a map"], "up.0")

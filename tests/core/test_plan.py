@@ -111,3 +111,18 @@ def test_diagnostics_report_the_fitted_sigma_the_edit_and_the_neutral_move():
     casteer = build_plan("casteer", src, tgt, sites=["up.0"])
     (c,) = diagnose_plan(casteer, None, held_out)
     assert c.samples is None and c.condition_number is None and c.u_norm == pytest.approx(1.0)
+
+
+def test_stacked_plan_reads_the_map_of_each_step():
+    neutral = stats("neutral", [0], 0)
+    plan = build_plan("leace", stats("concept", [0, 1, 2], 1), stats("concept", [0, 1, 2], 2), neutral, clip=True)
+    x = torch.randn(3, 4, 6) * 4
+    stacked = plan.stacked("up.0")
+    assert stacked.edits[0].u.shape == (3, 6) and stacked.active is None
+    for k in range(3):
+        assert plan.step_index(k) == k
+        assert torch.equal(stacked.edit(x, 2.0, torch.tensor(k)), plan.map_for(k, "up.0").edit(x, 2.0))
+    with pytest.raises(ConfigError, match="covers steps 0..2 but generation reached step 3"):
+        plan.step_index(3)
+    single = build_plan("casteer", stats("concept", [0], 1), stats("concept", [0], 2))
+    assert single.step_index(49) == 0 and single.stacked("up.0").edits[0].v.shape == (1, 6)

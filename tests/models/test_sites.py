@@ -77,3 +77,26 @@ def test_unknown_sites_and_models(tiny_cache):
         find_sites("sd15")
     with pytest.raises(ConfigError, match="no decoder"):
         find_sites(torch.nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize("name", ["sd", "flux", "llama"])
+def test_sites_of_a_compiled_model_are_its_own_modules(name, tiny_cache):
+    """Compiled in place, or wrapped by torch.compile(module) (an OptimizedModule): the same sites, the same
+    modules (nothing is compiled until a call)."""
+    if name == "llama":
+        target, _ = tm.load_lm("llama", tiny_cache)
+    else:
+        target = tm.load_pipeline(name, tiny_cache)
+    before = [(s.name, s.module, s.dim, s.layout, s.linear) for s in resolve_sites(target)]
+    if name == "llama":
+        target.compile()
+        in_place = resolve_sites(target)
+        wrapped = resolve_sites(torch.compile(target))
+    else:
+        den = "unet" if name == "sd" else "transformer"
+        getattr(target, den).compile()
+        in_place = resolve_sites(target)
+        setattr(target, den, torch.compile(getattr(target, den)))
+        wrapped = resolve_sites(target)
+    for sites in (in_place, wrapped):
+        assert [(s.name, s.module, s.dim, s.layout, s.linear) for s in sites] == before
