@@ -364,7 +364,8 @@ def _plan_edits(plan: SteeringPlan, sites: list[str], strength: Strength, cfg_ha
             halves = 2 if cfg_halves == "both" and state.cfg and strength.ndim else 1  # rows [uncond; cond]
             beta = strengths.get((x.device, halves))
             if beta is None:
-                beta = strengths[(x.device, halves)] = strength.to(x.device).repeat(halves)
+                b = strength.to(x.device)  # a 0-d strength stays one number for every row
+                beta = strengths[(x.device, halves)] = b.repeat(halves) if b.ndim else b
         return lambda y: m.edit(y, beta)
 
     return edit_at

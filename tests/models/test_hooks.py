@@ -166,6 +166,16 @@ def test_sana_several_prompts_times_images_upstream(tiny_cache):
     torch.testing.assert_close(batched[1], single[0], atol=2e-5, rtol=1e-4)
 
 
+def test_a_0d_tensor_strength_is_one_number_for_the_whole_batch(tiny_cache):
+    pipe = pipe_of("sd", tiny_cache)
+    plan = tm.random_plan(find_sites(pipe), "leace", steps=(0,))
+    with attach_steering(pipe, plan, 2.0):
+        as_float = generate(pipe, "sd", steps=1)
+    with attach_steering(pipe, plan, torch.tensor(2.0)):  # was repeated to shape [1]: a mismatch for 4 rows
+        as_tensor = generate(pipe, "sd", steps=1)
+    torch.testing.assert_close(as_tensor, as_float, atol=0, rtol=0)
+
+
 def test_strength_validation(tiny_cache):
     pipe = pipe_of("sd", tiny_cache)
     plan = tm.random_plan(find_sites(pipe), "casteer")
