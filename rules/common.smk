@@ -77,41 +77,23 @@ THREADS = config["threads"]
 _warm = {}
 
 
-def _gpu_visible():
-    import glob
-
-    return bool(glob.glob("/dev/nvidia[0-9]*")) or os.path.exists("/dev/kfd") or sys.platform != "linux"
-
-
 def start_warm_server():
-    """Start this run's warm server (onstart), unless config `warm_start` is false, jobs run elsewhere, in
-    conda envs, or a GPU is visible (CUDA cannot be used in a process forked from one that touched it)."""
-    import glob
+    """Start this run's warm server (onstart), unless config `warm_start` is false or jobs run elsewhere (an
+    executor other than local) or in conda envs; `warm.launch` also declines where a GPU is visible."""
     import importlib.util
-    import subprocess
-    import tempfile
 
     off = config["warm_start"] in (False, "false")
-    if off or not workflow.local_exec or PYTHON != sys.executable or _gpu_visible():
+    if off or not workflow.local_exec or PYTHON != sys.executable:
         return
     spec = importlib.util.spec_from_file_location("warm", script("warm"))
     warm = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(warm)
-    prefix = os.path.join(tempfile.gettempdir(), f"steerflow-warm-{os.getuid()}-")
-    for stale in glob.glob(f"{prefix}*.sock"):  # left by killed runs (their Snakemake is gone), or by this pid
-        pid = stale[len(prefix):-len(".sock")]
-        if pid.isdigit() and (int(pid) == os.getpid() or not os.path.exists(f"/proc/{pid}")):
-            os.unlink(stale)
-    path = f"{prefix}{os.getpid()}.sock"
-    os.makedirs("logs", exist_ok=True)
-    os.environ[warm.SOCKET_ENV] = path  # before the server starts: its environment is the jobs' environment
-    _warm["server"] = subprocess.Popen([sys.executable, script("warm"), "serve", path, str(os.getpid()),
-                                        "logs/warm_server.log"], stdin=subprocess.DEVNULL)
+    _warm["server"] = warm.launch("logs/warm_server.log")
 
 
 def stop_warm_server():
     server = _warm.pop("server", None)
-    if server is not None:
+    if server is not None:  # a server that already ended (its parent check) is simply reaped
         server.terminate()
         server.wait()
 

@@ -104,6 +104,36 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
 # ----------------------------------------------------------------------------------------------- server
 
 
+def gpu_visible() -> bool:
+    """A GPU this machine's jobs could use (NVIDIA, AMD), or a platform where forking is not this simple."""
+    import glob
+
+    return bool(glob.glob("/dev/nvidia[0-9]*")) or os.path.exists("/dev/kfd") or sys.platform != "linux"
+
+
+def launch(log: str):
+    """Start a warm server for the calling process (Snakemake) and point its future jobs at it: the socket
+    variable is set in this process's environment before the server starts, so the server's environment is
+    the jobs'. Returns the server's Popen, or None where a GPU is visible."""
+    import glob
+    import subprocess
+    import tempfile
+
+    if gpu_visible():
+        return None
+    prefix = os.path.join(tempfile.gettempdir(), f"steerflow-warm-{os.getuid()}-")
+    for stale in glob.glob(f"{prefix}*.sock"):  # left by killed runs (their Snakemake is gone), or by this pid
+        pid = stale[len(prefix):-len(".sock")]
+        if pid.isdigit() and (int(pid) == os.getpid() or not os.path.exists(f"/proc/{pid}")):
+            os.unlink(stale)
+    path = f"{prefix}{os.getpid()}.sock"
+    os.makedirs(os.path.dirname(log) or ".", exist_ok=True)
+    os.environ[SOCKET_ENV] = path
+    return subprocess.Popen([sys.executable, os.path.abspath(__file__), "serve", path, str(os.getpid()), log],
+                            stdin=subprocess.DEVNULL)
+
+
+
 _BEFORE_IMPORTS: dict[str, str] = {}  # the server's environment before preload(); imports set some variables
 
 
