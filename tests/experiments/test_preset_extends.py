@@ -20,11 +20,8 @@ NEW_GRIDS = {"testbed_red_blue", "testbed_red_blue_clip", "testbed_circle_square
 # Presets whose configuration issue 17's ablation set (README "What the ablation shows"); they may differ from
 # the frozen copy in llm_positions, regularize, cov and strengths, which the preset files explain.
 TUNED_BY_ISSUE17 = {"testbed_lm_horses_motorcycles", "testbed_lm_erase_horses"}
-# The T2I testbed presets of the default run score 2 seeds per prompt instead of 4 (the default run within
-# 15 min on 2 cores, issue 12); their statistics and grids are unchanged.
 # The T2I testbed preset issue 17's T2I ablation regularised (a ridge helps MidSteer switch shapes).
 RIDGE_T2I = {"testbed_circle_square"}
-TWO_SEEDS = {"testbed_red_blue", "testbed_red_blue_clip", "testbed_circle_square", "testbed_erase_red"}
 TESTBED_SWITCH = {"model": "testbed-t2i", "kind": "switch", "source": "red", "target": "blue",
                   "methods": ["casteer", "midsteer"], "strengths": [1, 2],
                   "prompts": {"source": {"generator": "testbed-shapes", "n": 2},
@@ -73,9 +70,6 @@ def test_every_resolved_preset_equals_the_frozen_copy():
             assert exp.cfg["cov"].pop("corpus") == "file:config/corpora/topics_dialogues.jsonl", name
             frozen = {**frozen, "config": {**frozen["config"], "cov": {k: v for k, v in frozen["config"]["cov"].items()
                                                                         if k != "corpus"}}}
-        if name in TWO_SEEDS:
-            assert (exp["samples_per_prompt"], frozen["config"]["samples_per_prompt"]) == (2, 4), name
-            frozen = {**frozen, "config": {**frozen["config"], "samples_per_prompt": 2}}
         if name in NEW_GRIDS:
             assert isinstance(exp["strengths"], dict) and set(exp["strengths"]) == set(exp["methods"]), name
             assert {k: v for k, v in exp.cfg.items() if k != "strengths"} == \
