@@ -6,8 +6,9 @@ smallest scale, through `all` and `paper_all`; then every output the DAG declare
 `scale=0.0001` keeps each preset's structure (models, methods, strengths, prompt-set names, sites, scorers,
 shards) and shrinks its counts to their minima; `pack=true` runs one generate and one score job per method
 (test_grain.py checks that per-condition jobs give identical tables, and the per-condition DAG of the paper
-presets). The run is one Snakemake invocation of about 350 jobs, most of each job's time being the import of
-torch, transformers and diffusers; on 2 cores it takes about half an hour."""
+presets). The run is one Snakemake invocation of 349 jobs; forked from the warm server (workflow_scripts/warm.py)
+they take about 7.5 min on 2 cores, where starting each cold (importing torch, transformers and diffusers
+again) took about half an hour."""
 
 import os
 import re
@@ -82,7 +83,7 @@ def per_experiment_time(results: Path) -> dict[str, float]:
     return dict(sorted(total.items()))
 
 
-def test_every_paper_preset_runs_end_to_end_on_the_standins(standin_hub, tmp_path):
+def test_every_paper_preset_runs_end_to_end_on_the_standins(standin_hub, tmp_path, capsys):
     wf = workflow_copy(tmp_path)
     env = {**os.environ, **standin_hub.env(), "PYTHONPATH": os.pathsep.join(
         [str(ROOT), os.environ.get("PYTHONPATH", "")])}
@@ -91,7 +92,10 @@ def test_every_paper_preset_runs_end_to_end_on_the_standins(standin_hub, tmp_pat
     for rule in ("cov_shard", "cov", "vectors", "generate", "baseline_features", "score", "gather_manifest",
                  "gather_scores", "pareto", "pareto_intervals", "grid", "paper"):
         assert int(ran.get(rule, 0)) > 0, (rule, ran)  # every rule of the DAG ran
-    print("summed job seconds:", per_experiment_time(wf / "results"))
+    with capsys.disabled():  # each preset's cost on the stand-ins, in every test log (CI's included)
+        print("\nsummed job wall seconds per experiment (shared statistics and paper figures per rule):")
+        for name, seconds in per_experiment_time(wf / "results").items():
+            print(f"  {name:<48} {seconds:7.1f} s")
 
     # every output the DAG declares exists, is not empty and is up to date; nothing is left to do
     outputs = declared_outputs(wf, env)
