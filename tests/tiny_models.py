@@ -158,8 +158,9 @@ def build_sana(cache_dir, *, sample_size: int = 8, vae_stages: int = 2) -> Path:
             patch_size=1, in_channels=4, out_channels=4, num_layers=2, num_attention_heads=2, attention_head_dim=4,
             num_cross_attention_heads=2, cross_attention_head_dim=4, cross_attention_dim=8, caption_channels=8,
             sample_size=sample_size)
-        blocks = ("ResBlock",) + ("EfficientViTBlock",) * (vae_stages - 1)
-        multiscales = ((),) + ((5,),) * (vae_stages - 1)
+        res = max(1, vae_stages // 2)  # ResBlocks at the high resolutions, as the real DC-AE (3 of its 6 stages)
+        blocks = ("ResBlock",) * res + ("EfficientViTBlock",) * (vae_stages - res)
+        multiscales = ((),) * res + ((5,),) * (vae_stages - res)
         vae = AutoencoderDC(
             in_channels=3, latent_channels=4, attention_head_dim=2,
             encoder_block_types=blocks, decoder_block_types=blocks,

@@ -28,6 +28,7 @@ import os
 import socket
 import struct
 import sys
+import time
 
 # Variables that Snakemake sets per job (threads, tmpdir) or a shell sets, none of which a library reads at
 # import time; the child applies them before the job's code runs (threads: torch.set_num_threads).
@@ -129,8 +130,14 @@ def launch(log: str):
     path = f"{prefix}{os.getpid()}.sock"
     os.makedirs(os.path.dirname(log) or ".", exist_ok=True)
     os.environ[SOCKET_ENV] = path
-    return subprocess.Popen([sys.executable, os.path.abspath(__file__), "serve", path, str(os.getpid()), log],
-                            stdin=subprocess.DEVNULL)
+    server = subprocess.Popen([sys.executable, os.path.abspath(__file__), "serve", path, str(os.getpid()), log],
+                              stdin=subprocess.DEVNULL)
+    # the socket is bound before the imports (~0.1 s): wait for it, or the first jobs would find no server and
+    # start cold; they then wait in its backlog while it imports
+    deadline = time.monotonic() + 30
+    while not os.path.exists(path) and server.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return server
 
 
 

@@ -131,3 +131,23 @@ subprocess.Popen([sys.executable, {str(WARM)!r}, 'serve', {str(sock)!r}, __impor
     while "ready" not in ((tmp_path / "log").read_text() if (tmp_path / "log").exists() else "") or sock.exists():
         assert time.time() < deadline, "the server outlived its parent"
         time.sleep(0.2)
+
+
+def test_launch_returns_once_the_server_takes_jobs(tmp_path, server):
+    """The Snakefile's onstart (warm.launch) returns with the socket bound: a job started right after it is
+    forked (it waits in the backlog while the server imports), not started cold."""
+    snakemake = f"""
+import importlib.util, os, subprocess, sys
+spec = importlib.util.spec_from_file_location("warm", {str(WARM)!r})
+warm = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(warm)
+server = warm.launch({str(tmp_path / 'logs' / 'warm.log')!r})
+job = subprocess.run([sys.executable, {str(server[0] / 'job.py')!r}, "0"], capture_output=True, text=True)
+print(server.pid, job.returncode, job.stdout, job.stderr)
+server.terminate()
+"""
+    env = {k: v for k, v in os.environ.items() if k != "STEERFLOW_WARM_SOCKET"}
+    res = subprocess.run([sys.executable, "-c", snakemake], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=180)
+    pid, code, *rest = res.stdout.split(maxsplit=2)
+    assert code == "0" and f"parent {pid}" in res.stdout and "warm start: no" not in res.stdout, res.stdout + res.stderr
