@@ -68,7 +68,9 @@ def start() -> None:
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.connect(path)
-            reason = _handoff(sock, sys.argv)  # exits unless the server declines
+            owner = peer_uid(sock)  # never hand the job (its environment, its streams) to another user
+            reason = (_handoff(sock, sys.argv) if owner == os.getuid()  # exits unless the server declines
+                      else f"the warm server at {path} runs as uid {owner}, not {os.getuid()}")
     except OSError as e:
         reason = f"the warm server is not reachable ({e.strerror or e})"
     print(f"warm start: no, {reason}; starting cold", file=sys.stderr, flush=True)
@@ -115,19 +117,23 @@ def gpu_visible() -> bool:
 def launch(log: str):
     """Start a warm server for the calling process (Snakemake) and point its future jobs at it: the socket
     variable is set in this process's environment before the server starts, so the server's environment is
-    the jobs'. Returns the server's Popen, or None where a GPU is visible."""
+    the jobs'. Returns the server's Popen, or None where a GPU is visible.
+
+    The socket lives in a fresh private folder (mkdtemp: mode 0700, an unpredictable name), so that on a shared
+    machine nobody else can connect to it, nor put a socket of theirs where the jobs look for ours."""
     import glob
+    import shutil
     import subprocess
     import tempfile
 
     if gpu_visible():
         return None
     prefix = os.path.join(tempfile.gettempdir(), f"steerflow-warm-{os.getuid()}-")
-    for stale in glob.glob(f"{prefix}*.sock"):  # left by killed runs (their Snakemake is gone), or by this pid
-        pid = stale[len(prefix):-len(".sock")]
-        if pid.isdigit() and (int(pid) == os.getpid() or not os.path.exists(f"/proc/{pid}")):
-            os.unlink(stale)
-    path = f"{prefix}{os.getpid()}.sock"
+    for stale in glob.glob(f"{prefix}*"):  # left by killed runs: their Snakemake is gone
+        pid = stale[len(prefix):].split("-")[0]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}") and os.stat(stale).st_uid == os.getuid():
+            shutil.rmtree(stale, ignore_errors=True)
+    path = os.path.join(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-"), "socket")
     os.makedirs(os.path.dirname(log) or ".", exist_ok=True)
     os.environ[SOCKET_ENV] = path
     server = subprocess.Popen([sys.executable, os.path.abspath(__file__), "serve", path, str(os.getpid()), log],
@@ -139,6 +145,11 @@ def launch(log: str):
         time.sleep(0.01)
     return server
 
+
+def peer_uid(sock: socket.socket) -> int:
+    """The user id of the process at the other end of a Unix socket (SO_PEERCRED: pid, uid, gid)."""
+    creds = struct.Struct("3i")
+    return creds.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, creds.size))[1]
 
 
 _BEFORE_IMPORTS: dict[str, str] = {}  # the server's environment before preload(); imports set some variables
@@ -192,8 +203,11 @@ def serve(path: str, parent: int) -> None:
     listener.listen(128)
 
     def end(*_):  # at once: unloading torch & co. at interpreter exit takes seconds
-        if os.path.exists(path):
-            os.unlink(path)
+        for remove in (os.unlink, os.rmdir):  # the socket, then launch's private folder (if it is empty now)
+            try:
+                remove(path if remove is os.unlink else os.path.dirname(path))
+            except OSError:
+                pass
         os._exit(0)
 
     signal.signal(signal.SIGTERM, end)
@@ -215,6 +229,9 @@ def serve(path: str, parent: int) -> None:
 
 def _start(conn: socket.socket, others: list[socket.socket]) -> int | None:
     conn.settimeout(10)
+    if peer_uid(conn) != os.getuid():  # only this user's jobs (the folder is private; this is the second lock)
+        conn.close()
+        return None
     try:
         head, fds, _, _ = socket.recv_fds(conn, _LEN.size, 3)
         request = json.loads(_recv_exact(conn, _LEN.unpack(head)[0]))

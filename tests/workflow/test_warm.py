@@ -2,6 +2,7 @@
 would (streams, exit status, argv, directory, environment), starts cold with its reason where it cannot be
 forked, and dies with its client. test_grain.py checks that warm and cold workflow runs give identical files."""
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -143,11 +144,25 @@ warm = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(warm)
 server = warm.launch({str(tmp_path / 'logs' / 'warm.log')!r})
 job = subprocess.run([sys.executable, {str(server[0] / 'job.py')!r}, "0"], capture_output=True, text=True)
-print(server.pid, job.returncode, job.stdout, job.stderr)
+folder = os.path.dirname(os.environ[warm.SOCKET_ENV])
+print(server.pid, job.returncode, oct(os.stat(folder).st_mode & 0o777), job.stdout, job.stderr)
 server.terminate()
 """
     env = {k: v for k, v in os.environ.items() if k != "STEERFLOW_WARM_SOCKET"}
     res = subprocess.run([sys.executable, "-c", snakemake], cwd=tmp_path, env=env, capture_output=True, text=True,
                          timeout=180)
-    pid, code, *rest = res.stdout.split(maxsplit=2)
+    pid, code, mode, *rest = res.stdout.split(maxsplit=3)
     assert code == "0" and f"parent {pid}" in res.stdout and "warm start: no" not in res.stdout, res.stdout + res.stderr
+    assert mode == "0o700"  # a private folder: nobody else can connect, nor plant a socket where jobs look
+
+
+def test_each_side_checks_who_is_at_the_other_end():
+    """SO_PEERCRED gives the uid of the peer process; start() and the server compare it with their own."""
+    import socket
+
+    spec = importlib.util.spec_from_file_location("warm_for_test", WARM)
+    warm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(warm)
+    a, b = socket.socketpair(socket.AF_UNIX)
+    with a, b:
+        assert warm.peer_uid(a) == warm.peer_uid(b) == os.getuid()
