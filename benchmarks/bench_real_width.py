@@ -13,7 +13,8 @@ the UNets run a 2-step DDIM loop at guidance 1 (no CFG, so folding applies), bat
 
 Variants, paired in shuffled rounds (every round runs each variant once; ratios are medians of per-round
 ratios, of wall time and of process CPU time — on a shared machine the CPU ratio is the steadier): plain; hooks for each method with clipping off and on (casteer, leace, midsteer) and casteer_add;
-folded leace (μ ≠ 0: a bias is added where the layer has none) and folded casteer (no bias); the statistics
+folded leace (μ ≠ 0: a bias is added where the layer has none) and folded casteer (no bias), each also against
+its control "weights copied" (the same layers with fresh copies of their own weights); the statistics
 pass (collect_statistics, aggregation 'all', 8 forwards and the fold-in of held-back rows, against 8 plain
 forwards: float32 batch scatter, the same with every call folded in at once (`buffer_mb=0`, as before rows
 were held back), and the float64 option); then, after `module.compile()` (inductor, or `--backend`),
@@ -56,6 +57,7 @@ from steercore.models.sites import find_sites  # noqa: E402
 HOOKED = [("casteer", False), ("casteer", True), ("leace", False), ("leace", True), ("midsteer", False),
           ("midsteer", True), ("casteer_add", False)]
 FOLDED = ("leace", "casteer")
+COPIED = "weights copied"
 STAT_CALLS = 8  # forwards per timed statistics pass (the cov stage makes thousands)
 
 
@@ -157,6 +159,17 @@ def ratio(t: dict, a: str, b: str) -> tuple[float, float]:
     return wall, cpu
 
 
+def against_copied(name: str, t: dict, prefix: str) -> list[tuple]:
+    """The folded rows against their control (the same layers with fresh copies of their own weights)."""
+    rows = []
+    for m in FOLDED:
+        k = f"{prefix}folded {m}"
+        wall, cpu = ratio(t, k, f"{prefix}{COPIED}")
+        rows.append((name, f"{k} vs {COPIED}", statistics.median(t[k]), wall, cpu))
+        print(f"  {k:<28} wall ×{wall:.3f}   cpu ×{cpu:.3f} of {prefix}{COPIED}", flush=True)
+    return rows
+
+
 def bench(name: str, repeats: int, compile_: bool, backend: str = "inductor") -> list[tuple]:
     t_build = time.perf_counter()
     target, module, call = build(name)
@@ -171,6 +184,11 @@ def bench(name: str, repeats: int, compile_: bool, backend: str = "inductor") ->
     fold_plans = {m: random_plan(sites, m, clip=False) for m in FOLDED}
     for m, plan in fold_plans.items():
         variants[f"folded {m}"] = (lambda p=plan: folded(target, p, 2.0), call)
+    # the control of the folded rows: the same layers get fresh copies of their own weights (casteer folded at
+    # β = 0 is W exactly and adds no bias), so that folding's own cost can be told from where the new weights
+    # landed in memory (a few % either way on this CPU, where the UNets' small-latent matmuls are bound by
+    # reading the weights)
+    variants[COPIED] = (lambda p=fold_plans["casteer"]: folded(target, p, 0.0), call)
     # the statistics pass, against as many plain calls: float32 product (held-back rows, and each call folded
     # in at once as before ActivationStats.buffer_mb), and the float64 option
     variants[f"plain x{STAT_CALLS}"] = (None, lambda: [call() for _ in range(STAT_CALLS)])
@@ -186,6 +204,7 @@ def bench(name: str, repeats: int, compile_: bool, backend: str = "inductor") ->
             wall, cpu = ratio(t, k, f"plain x{STAT_CALLS}" if k.startswith("statistics") else "plain")
             rows.append((name, k, statistics.median(t[k]), wall, cpu))
             print(f"  {k:<28} wall ×{wall:.3f}   cpu ×{cpu:.3f}", flush=True)
+    rows += against_copied(name, t, "")
     if compile_:
         module.compile(backend=backend)
         t_compile = time.perf_counter()
@@ -201,6 +220,7 @@ def bench(name: str, repeats: int, compile_: bool, backend: str = "inductor") ->
         tc = interleaved({"compiled plain": (None, call),
                           **{f"compiled folded {m}": (lambda p=p: folded(target, p, 2.0), call)
                              for m, p in fold_plans.items()},
+                          f"compiled {COPIED}": (lambda p=fold_plans["casteer"]: folded(target, p, 0.0), call),
                           **{f"compiled {label}": (lambda p=p: attach_steering(target, p, 2.0), call)
                              for label, p in hook_plans.items()}}, repeats)
         cplain = statistics.median(tc["compiled plain"])
@@ -208,10 +228,12 @@ def bench(name: str, repeats: int, compile_: bool, backend: str = "inductor") ->
         rows.append((name, "compiled plain", cplain, cplain / plain, cpu_plain))
         print(f"  compiled plain {cplain * 1e3:.0f} ms (wall ×{cplain / plain:.3f}, cpu ×{cpu_plain:.3f} of eager plain, "
               "unpaired)", flush=True)
-        for k in [f"compiled folded {m}" for m in fold_plans] + [f"compiled {label}" for label in hook_plans]:
+        for k in ([f"compiled folded {m}" for m in fold_plans] + [f"compiled {COPIED}"]
+                  + [f"compiled {label}" for label in hook_plans]):
             wall, cpu = ratio(tc, k, "compiled plain")
             rows.append((name, k, statistics.median(tc[k]), wall, cpu))
             print(f"  {k:<28} wall ×{wall:.3f}   cpu ×{cpu:.3f} of compiled plain", flush=True)
+        rows += against_copied(name, tc, "compiled ")
         torch._dynamo.reset()
     del target, module, call, variants
     gc.collect()
@@ -234,14 +256,15 @@ def main() -> None:
                             text=True).stdout.strip() or "unknown"
     print(f"torch {torch.__version__}, {args.threads} thread(s), commit {commit}, median of {args.repeats} rounds")
     rows = []
-    for name in args.models:
-        rows += bench(name, args.repeats, not args.no_compile, args.backend)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    lines = ["commit\tmodel\tvariant\tmedian_s\twall_ratio\tcpu_ratio"]
-    lines += [f"{commit}\t{m}\t{v}\t{s:.6f}\t{w:.4f}\t{c:.4f}" for m, v, s, w, c in rows]
-    write_text_atomic(out, "\n".join(lines) + "\n")
-    print(f"\nwrote {out}")
+    for name in args.models:
+        rows += bench(name, args.repeats, not args.no_compile, args.backend)
+        # rewritten after each model, so that an interrupted run keeps the models it finished
+        lines = ["commit\tmodel\tvariant\tmedian_s\twall_ratio\tcpu_ratio"]
+        lines += [f"{commit}\t{m}\t{v}\t{s:.6f}\t{w:.4f}\t{c:.4f}" for m, v, s, w, c in rows]
+        write_text_atomic(out, "\n".join(lines) + "\n")
+        print(f"wrote {out}", flush=True)
 
 
 if __name__ == "__main__":
