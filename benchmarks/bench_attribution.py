@@ -1,0 +1,196 @@
+"""Where a steered forward's extra time goes, measured inside the forward at real width.
+
+`bench_real_width.py` times whole forwards; on a shared CPU two identical forwards differ by a few percent
+(memory bandwidth taken by other work), more than the goals it checks (hooks ≤ 1.02×, folded ≤ 1.005×). This
+script measures the extra work itself, on the same models (`bench_real_width.build`, random plans at every
+site, strength 2):
+
+- hooks: the time spent inside the hooks that `attach_steering` adds (every forward hook and pre-hook it
+  registers, on the sites and on the denoiser or language model), read with a timing hook registered just
+  before and one just after them. Zero point: the same timing hooks with nothing between them. The scheduler
+  wrappers of a pipeline (a few µs per step) are not counted.
+- folded: the time spent in the linear layers that folding rewrites (the layer producing each site), folded
+  against the same layers unsteered and against the control "weights copied" (fresh copies of the same
+  weights, see bench_real_width.py).
+
+Both are divided by the plain forward's median time, which gives the ratio the steered forward would have if
+its only extra cost were the one measured: `1 + extra / plain`. Rounds alternate each variant with its zero
+point; medians over rounds. Writes results/benchmarks/attribution.tsv (one row per model × variant).
+
+    .venv/bin/python benchmarks/bench_attribution.py [--models llama2-7b sd15 sdxl] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import statistics
+import subprocess
+import sys
+import time
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from bench_real_width import COPIED, FOLDED, HOOKED, build, random_plan  # noqa: E402
+from steercore.core.files import write_text_atomic  # noqa: E402
+from steercore.models.folding import folded  # noqa: E402
+from steercore.models.hooks import attach_steering  # noqa: E402
+from steercore.models.sites import find_sites, resolve_sites  # noqa: E402
+
+
+def hook_sets(model: nn.Module) -> dict[nn.Module, tuple[set, set]]:
+    return {m: (set(m._forward_pre_hooks), set(m._forward_hooks)) for m in model.modules()}
+
+
+@contextmanager
+def timed_between(spans: dict[nn.Module, tuple[bool, bool]], total: list[float]):
+    """On each module, a timing hook first and one last among its pre-hooks (spans[m][0]) and/or its forward
+    hooks (spans[m][1]); the seconds between each pair are added to total[0]."""
+    handles, start = [], {}
+
+    def begin(key):
+        def hook(*_):
+            start[key] = time.perf_counter()
+        return hook
+
+    def end(key):
+        def hook(*_):
+            total[0] += time.perf_counter() - start.pop(key)
+        return hook
+
+    for m, (pre, post) in spans.items():
+        if pre:
+            handles += [m.register_forward_pre_hook(begin((m, 0)), prepend=True),
+                        m.register_forward_pre_hook(end((m, 0)))]
+        if post:
+            handles += [m.register_forward_hook(begin((m, 1)), prepend=True), m.register_forward_hook(end((m, 1)))]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@contextmanager
+def timed_layers(layers: list[nn.Module], total: list[float]):
+    """Seconds spent inside `layers`' forwards, added to total[0]."""
+    handles, start = [], {}
+
+    def begin(m, args):
+        start[m] = time.perf_counter()
+
+    def end(m, args, output):
+        total[0] += time.perf_counter() - start.pop(m)
+
+    for layer in layers:
+        handles += [layer.register_forward_pre_hook(begin, prepend=True), layer.register_forward_hook(end)]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def hooks_rows(name, model, target, call, plans, plain_s, repeats) -> list[tuple]:
+    """Seconds per forward inside the steering hooks, against the same timing hooks around nothing."""
+    rows = []
+    for label, plan in plans.items():
+        before = hook_sets(model)
+        with attach_steering(target, plan, 2.0):  # which modules get hooks, and of which kind
+            spans = {m: (bool(set(m._forward_pre_hooks) - b[0]), bool(set(m._forward_hooks) - b[1]))
+                     for m, b in before.items()}
+        spans = {m: s for m, s in spans.items() if any(s)}
+        steered, empty = [], []
+        for _ in range(repeats + 1):  # the first round warms up
+            for out, ctx in ((steered, lambda: attach_steering(target, plan, 2.0)), (empty, nullcontext)):
+                total = [0.0]
+                with ctx(), timed_between(spans, total):
+                    call()
+                out.append(total[0])
+        extra = statistics.median(s - e for s, e in zip(steered[1:], empty[1:]))
+        calls = sum(pre + post for pre, post in spans.values())
+        rows.append((name, label, extra, 1 + extra / plain_s))
+        print(f"  {label:<24} {extra * 1e3:7.2f} ms per forward in the hooks ({calls} hooked modules)  "
+              f"→ ×{1 + extra / plain_s:.4f}", flush=True)
+    return rows
+
+
+def folded_rows(name, target, call, plans, plain_s, repeats) -> list[tuple]:
+    """Seconds per forward inside the folded linear layers: folded, the control, and unsteered."""
+    layers = [s.linear for s in resolve_sites(target) if s.linear is not None]
+    variants = {**{f"folded {m}": (lambda p=p: folded(target, p, 2.0)) for m, p in plans.items()},
+                COPIED: lambda: folded(target, plans["casteer"], 0.0), "plain": nullcontext}
+    t = {k: [] for k in variants}
+    for r in range(repeats + 1):
+        for k, ctx in variants.items():
+            total = [0.0]
+            with ctx(), timed_layers(layers, total):
+                call()
+            if r:
+                t[k].append(total[0])
+    rows = []
+    share = statistics.median(t["plain"]) / plain_s
+    print(f"  the {len(layers)} foldable layers take {statistics.median(t['plain']) * 1e3:.1f} ms "
+          f"({share:.1%} of the plain forward)")
+    for k in [f"folded {m}" for m in plans] + [COPIED]:
+        for ref in ("plain", COPIED) if k != COPIED else ("plain",):
+            extra = statistics.median(a - b for a, b in zip(t[k], t[ref]))
+            label = k if ref == "plain" else f"{k} vs {COPIED}"
+            rows.append((name, label, extra, 1 + extra / plain_s))
+            print(f"  {label:<38} {extra * 1e3:+7.2f} ms per forward in those layers → ×{1 + extra / plain_s:.4f}",
+                  flush=True)
+    return rows
+
+
+def bench(name: str, repeats: int) -> list[tuple]:
+    target, model, call = build(name)
+    sites = find_sites(target)
+    call()
+    plain = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        call()
+        plain.append(time.perf_counter() - t0)
+    plain_s = statistics.median(plain)
+    print(f"\n{name}: {len(sites)} sites, plain forward {plain_s * 1e3:.0f} ms", flush=True)
+    rows = [(name, "plain", plain_s, 1.0)]
+    rows += hooks_rows(name, model, target, call,
+                       {f"hooks {m}{' clip' if c else ''}": random_plan(sites, m, c) for m, c in HOOKED}, plain_s,
+                       repeats)
+    rows += folded_rows(name, target, call, {m: random_plan(sites, m, clip=False) for m in FOLDED}, plain_s, repeats)
+    del target, model, call
+    gc.collect()
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=["llama2-7b", "sd15", "sdxl"])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default=str(ROOT / "results/benchmarks/attribution.tsv"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip() or "unknown"
+    print(f"torch {torch.__version__}, {args.threads} thread(s), commit {commit}, median of {args.repeats} rounds")
+    out, rows = Path(args.out), []
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for name in args.models:
+        rows += bench(name, args.repeats)
+        lines = ["commit\tmodel\tvariant\textra_s_per_forward\tratio"]
+        lines += [f"{commit}\t{m}\t{v}\t{s:.6f}\t{r:.5f}" for m, v, s, r in rows]
+        write_text_atomic(out, "\n".join(lines) + "\n")
+        print(f"wrote {out}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
