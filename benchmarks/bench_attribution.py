@@ -46,8 +46,13 @@ from steercore.models.hooks import attach_steering  # noqa: E402
 from steercore.models.sites import find_sites, resolve_sites  # noqa: E402
 
 
-def hook_sets(model: nn.Module) -> dict[nn.Module, tuple[set, set]]:
-    return {m: (set(m._forward_pre_hooks), set(m._forward_hooks)) for m in model.modules()}
+def added_hooks(model: nn.Module, ctx) -> dict[nn.Module, tuple[bool, bool]]:
+    """The modules of `model` to which entering `ctx()` adds pre-hooks and/or forward hooks."""
+    before = {m: (set(m._forward_pre_hooks), set(m._forward_hooks)) for m in model.modules()}
+    with ctx():
+        spans = {m: (bool(set(m._forward_pre_hooks) - b[0]), bool(set(m._forward_hooks) - b[1]))
+                 for m, b in before.items()}
+    return {m: s for m, s in spans.items() if any(s)}
 
 
 @contextmanager
@@ -99,23 +104,26 @@ def timed_layers(layers: list[nn.Module], total: list[float]):
             h.remove()
 
 
+def hook_seconds(spans, ctx, call, repeats: int) -> float:
+    """Median over rounds of the seconds per `call()` between the timing hooks of `spans` with `ctx()` entered,
+    less the same without it (the zero point: the timing hooks themselves and any hooks the model already had)."""
+    steered, empty = [], []
+    for _ in range(repeats + 1):  # the first round warms up
+        for out, c in ((steered, ctx), (empty, nullcontext)):
+            total = [0.0]
+            with c(), timed_between(spans, total):
+                call()
+            out.append(total[0])
+    return statistics.median(s - e for s, e in zip(steered[1:], empty[1:]))
+
+
 def hooks_rows(name, model, target, call, plans, plain_s, repeats) -> list[tuple]:
     """Seconds per forward inside the steering hooks, against the same timing hooks around nothing."""
     rows = []
     for label, plan in plans.items():
-        before = hook_sets(model)
-        with attach_steering(target, plan, 2.0):  # which modules get hooks, and of which kind
-            spans = {m: (bool(set(m._forward_pre_hooks) - b[0]), bool(set(m._forward_hooks) - b[1]))
-                     for m, b in before.items()}
-        spans = {m: s for m, s in spans.items() if any(s)}
-        steered, empty = [], []
-        for _ in range(repeats + 1):  # the first round warms up
-            for out, ctx in ((steered, lambda: attach_steering(target, plan, 2.0)), (empty, nullcontext)):
-                total = [0.0]
-                with ctx(), timed_between(spans, total):
-                    call()
-                out.append(total[0])
-        extra = statistics.median(s - e for s, e in zip(steered[1:], empty[1:]))
+        steer = lambda p=plan: attach_steering(target, p, 2.0)  # noqa: E731
+        spans = added_hooks(model, steer)
+        extra = hook_seconds(spans, steer, call, repeats)
         calls = sum(pre + post for pre, post in spans.values())
         rows.append((name, label, extra, 1 + extra / plain_s))
         print(f"  {label:<24} {extra * 1e3:7.2f} ms per forward in the hooks ({calls} hooked modules)  "
