@@ -22,11 +22,9 @@ point; medians over rounds. Writes results/benchmarks/attribution.tsv (one row p
 
 from __future__ import annotations
 
-import argparse
 import gc
 import os
 import statistics
-import subprocess
 import sys
 import time
 from contextlib import contextmanager, nullcontext
@@ -36,11 +34,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from bench_real_width import COPIED, FOLDED, HOOKED, build, random_plan  # noqa: E402
-from steercore.core.files import write_text_atomic  # noqa: E402
+from bench_real_width import COPIED, FOLDED, HOOKED, build, parse_args, random_plan, run_models  # noqa: E402
 from steercore.models.folding import folded  # noqa: E402
 from steercore.models.hooks import attach_steering  # noqa: E402
 from steercore.models.sites import find_sites, resolve_sites  # noqa: E402
@@ -180,24 +176,8 @@ def bench(name: str, repeats: int) -> list[tuple]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", nargs="+", default=["llama2-7b", "sd15", "sdxl"])
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default=str(ROOT / "results/benchmarks/attribution.tsv"))
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip() or "unknown"
-    print(f"torch {torch.__version__}, {args.threads} thread(s), commit {commit}, median of {args.repeats} rounds")
-    out, rows = Path(args.out), []
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for name in args.models:
-        rows += bench(name, args.repeats)
-        lines = ["commit\tmodel\tvariant\textra_s_per_forward\tratio"]
-        lines += [f"{commit}\t{m}\t{v}\t{s:.6f}\t{r:.5f}" for m, v, s, r in rows]
-        write_text_atomic(out, "\n".join(lines) + "\n")
-        print(f"wrote {out}", flush=True)
+    args = parse_args(__doc__, "attribution.tsv")
+    run_models(args, lambda name: bench(name, args.repeats), "extra_s_per_forward\tratio")
 
 
 if __name__ == "__main__":

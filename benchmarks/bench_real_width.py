@@ -240,31 +240,44 @@ def bench(name: str, repeats: int, compile_: bool, backend: str = "inductor") ->
     return rows
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(doc: str, out_name: str, more=None) -> argparse.Namespace:
+    """The options both real-width benchmarks take (and `more(parser)`'s)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["llama2-7b", "sd15", "sdxl"])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--no-compile", action="store_true")
-    ap.add_argument("--backend", default="inductor", help="torch.compile backend of the compiled rows")
-    ap.add_argument("--out", default=str(ROOT / "results/benchmarks/perf.tsv"))
-    args = ap.parse_args()
+    if more:
+        more(ap)
+    ap.add_argument("--out", default=str(ROOT / "results/benchmarks" / out_name))
+    return ap.parse_args()
+
+
+def run_models(args: argparse.Namespace, bench_one, header: str) -> None:
+    """`bench_one(model name)` for each model; its rows (model, variant, numbers…) go to args.out with the
+    commit, rewritten after each model so that an interrupted run keeps the models it finished."""
     torch.set_num_threads(args.threads)
-    # per compiled frame: plain, folded with a bias, and one graph per hooked plan structure (5 here)
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 16)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip() or "unknown"
     print(f"torch {torch.__version__}, {args.threads} thread(s), commit {commit}, median of {args.repeats} rounds")
-    rows = []
-    out = Path(args.out)
+    out, rows = Path(args.out), []
     out.parent.mkdir(parents=True, exist_ok=True)
     for name in args.models:
-        rows += bench(name, args.repeats, not args.no_compile, args.backend)
-        # rewritten after each model, so that an interrupted run keeps the models it finished
-        lines = ["commit\tmodel\tvariant\tmedian_s\twall_ratio\tcpu_ratio"]
-        lines += [f"{commit}\t{m}\t{v}\t{s:.6f}\t{w:.4f}\t{c:.4f}" for m, v, s, w, c in rows]
+        rows += bench_one(name)
+        lines = [f"commit\tmodel\tvariant\t{header}"]
+        lines += ["\t".join([commit, m, v, *(f"{x:.6f}" for x in xs)]) for m, v, *xs in rows]
         write_text_atomic(out, "\n".join(lines) + "\n")
         print(f"wrote {out}", flush=True)
+
+
+def main() -> None:
+    def more(ap):
+        ap.add_argument("--no-compile", action="store_true")
+        ap.add_argument("--backend", default="inductor", help="torch.compile backend of the compiled rows")
+    args = parse_args(__doc__, "perf.tsv", more)
+    # per compiled frame: plain, folded with a bias, and one graph per hooked plan structure (5 here)
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 16)
+    run_models(args, lambda name: bench(name, args.repeats, not args.no_compile, args.backend),
+               "median_s\twall_ratio\tcpu_ratio")
 
 
 if __name__ == "__main__":
