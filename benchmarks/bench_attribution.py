@@ -144,13 +144,13 @@ def folded_rows(name, target, call, plans, plain_s, repeats) -> list[tuple]:
     share = statistics.median(t["plain"]) / plain_s
     print(f"  the {len(layers)} foldable layers take {statistics.median(t['plain']) * 1e3:.1f} ms "
           f"({share:.1%} of the plain forward)")
-    for k in [f"folded {m}" for m in plans] + [COPIED]:
-        for ref in ("plain", COPIED) if k != COPIED else ("plain",):
-            extra = statistics.median(a - b for a, b in zip(t[k], t[ref]))
-            label = k if ref == "plain" else f"{k} vs {COPIED}"
-            rows.append((name, label, extra, 1 + extra / plain_s))
-            print(f"  {label:<38} {extra * 1e3:+7.2f} ms per forward in those layers → ×{1 + extra / plain_s:.4f}",
-                  flush=True)
+    pairs = [(f"folded {m}", ref) for m in plans for ref in ("plain", COPIED)] + [(COPIED, "plain")]
+    for k, ref in pairs:
+        extra = statistics.median(a - b for a, b in zip(t[k], t[ref]))
+        label = k if ref == "plain" else f"{k} vs {COPIED}"
+        rows.append((name, label, extra, 1 + extra / plain_s))
+        print(f"  {label:<38} {extra * 1e3:+7.2f} ms per forward in those layers → ×{1 + extra / plain_s:.4f}",
+              flush=True)
     return rows
 
 

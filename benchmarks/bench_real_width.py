@@ -188,7 +188,9 @@ def bench(name: str, repeats: int, compile_: bool, backend: str = "inductor") ->
     # β = 0 is W exactly and adds no bias), so that folding's own cost can be told from where the new weights
     # landed in memory (a few % either way on this CPU, where the UNets' small-latent matmuls are bound by
     # reading the weights)
-    variants[COPIED] = (lambda p=fold_plans["casteer"]: folded(target, p, 0.0), call)
+    def copied():
+        return folded(target, fold_plans["casteer"], 0.0)
+    variants[COPIED] = (copied, call)
     # the statistics pass, against as many plain calls: float32 product (held-back rows, and each call folded
     # in at once as before ActivationStats.buffer_mb), and the float64 option
     variants[f"plain x{STAT_CALLS}"] = (None, lambda: [call() for _ in range(STAT_CALLS)])
@@ -220,7 +222,7 @@ def bench(name: str, repeats: int, compile_: bool, backend: str = "inductor") ->
         tc = interleaved({"compiled plain": (None, call),
                           **{f"compiled folded {m}": (lambda p=p: folded(target, p, 2.0), call)
                              for m, p in fold_plans.items()},
-                          f"compiled {COPIED}": (lambda p=fold_plans["casteer"]: folded(target, p, 0.0), call),
+                          f"compiled {COPIED}": (copied, call),
                           **{f"compiled {label}": (lambda p=p: attach_steering(target, p, 2.0), call)
                              for label, p in hook_plans.items()}}, repeats)
         cplain = statistics.median(tc["compiled plain"])

@@ -508,6 +508,14 @@ def raise_mistakes(config: dict):
     raise SteerError(mistakes[0])
 
 
+@case(5, "a mistake in an extended preset", "config/experiments/testbed_red_blue.yaml: strengths.casteer.4: nan")
+def _(root):
+    """The file that wrote the value is named, not the first preset inheriting it (testbed_circle_square)."""
+    strengths = yaml.safe_load((root / "config/experiments/testbed_red_blue.yaml").read_text())["strengths"]
+    preset(root, "testbed_red_blue", "testbed_red_blue", strengths={**strengths, "casteer": [0.75, 1, 1.5, 2, math.nan]})
+    load_experiment("testbed_circle_square", root)
+
+
 @case(5, "threads: 0", "config/config.yaml", "threads", "minimum of 1")
 def _(root):
     raise_mistakes({"experiments": ["ci"], "device": "auto", "threads": 0})

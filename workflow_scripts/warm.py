@@ -23,6 +23,7 @@ job's, their CPU time and memory are not (`--config warm_start=false` measures t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -203,11 +204,10 @@ def serve(path: str, parent: int) -> None:
     listener.listen(128)
 
     def end(*_):  # at once: unloading torch & co. at interpreter exit takes seconds
-        for remove in (os.unlink, os.rmdir):  # the socket, then launch's private folder (if it is empty now)
-            try:
-                remove(path if remove is os.unlink else os.path.dirname(path))
-            except OSError:
-                pass
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        with contextlib.suppress(OSError):  # launch's private folder, if it is empty now
+            os.rmdir(os.path.dirname(path))
         os._exit(0)
 
     signal.signal(signal.SIGTERM, end)

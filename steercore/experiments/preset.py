@@ -601,6 +601,7 @@ class _Entry(NamedTuple):
     family: str | None
     roots: dict
     path: Path
+    parent: str | None = None  # the preset it extends or is a twin of: a mistake it wrote is reported there
 
 
 def _catalogue(root: Path) -> tuple[dict[str, _Entry], dict]:
@@ -621,11 +622,12 @@ def _catalogue(root: Path) -> tuple[dict[str, _Entry], dict]:
                     raise ConfigError(f"{where}: sweep: member '{member}' clashes with another preset of that name")
                 mroots = {ref: file.project if any(ref[:len(k)] == k for k in swept) else roots.get(ref, file.project)
                           for ref in _file_refs(mcfg)}
-                presets[member] = _Entry(mcfg, where, None, name, mroots, file.path)
+                presets[member] = _Entry(mcfg, where, None, name, mroots, file.path, declared.get("extends"))
         elif name in presets:
             raise ConfigError(f"{where}: preset '{name}' clashes with a sweep member of that name")
         else:
-            presets[name] = _Entry(cfg, where, declared.get("twin_of"), None, roots, file.path)
+            presets[name] = _Entry(cfg, where, declared.get("twin_of"), None, roots, file.path,
+                                   declared.get("twin_of") or declared.get("extends"))
     return presets, families
 
 
@@ -687,14 +689,20 @@ def load_experiment(name_or_path: str | Path, root: Path = ROOT) -> Experiment:
             raise ConfigError(f"{where}: extends, twin_of and sweep work between presets in "
                               f"{SETTINGS['experiments_dir']}/; load this one by name")
         name, twin, family, roots = path.stem, None, None, {ref: Path(root) for ref in _file_refs(cfg)}
+        parent = None
     else:
         check_preset_name(str(path), root)
         entry = _presets(root)[0][str(path)]
         cfg, where, twin, family, roots = entry.cfg, entry.where, entry.twin_of, entry.family, entry.roots
-        name = str(path)
+        name, parent = str(path), entry.parent
     cfg = json.loads(json.dumps(cfg))  # a private copy: validation fills defaults in place
-    validate(cfg, schema(), where)
-    _check_strengths(cfg, where)
+    try:
+        validate(cfg, schema(), where)
+        _check_strengths(cfg, where)
+    except ConfigError:
+        if parent and parent != name and parent in _presets(root)[0]:
+            load_experiment(parent, root)  # a mistake the parent wrote: one line naming the parent's file
+        raise
     exp = Experiment(name, cfg, twin, family, roots)
     if SETTINGS["scale"] != 1:  # before the checks, so that twins and outputs_from compare scaled presets
         from steercore.experiments.scale import scale_preset

@@ -166,3 +166,52 @@ def test_each_side_checks_who_is_at_the_other_end():
     a, b = socket.socketpair(socket.AF_UNIX)
     with a, b:
         assert warm.peer_uid(a) == warm.peer_uid(b) == os.getuid()
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"  # one that user nobody may run (the venv's may sit in root's home)
+
+
+@pytest.mark.skipif(os.getuid() != 0 or not os.access(SYSTEM_PYTHON, os.X_OK),
+                    reason="runs a peer as user nobody with /usr/bin/python3, which needs root (CI runs as root)")
+def test_a_peer_of_another_user_is_refused_on_both_sides(monkeypatch):
+    """A job finding another user's socket where it looks for its server starts cold, and a server closes a
+    connection from another user before it reads anything (let alone forks it a job)."""
+    import shutil
+    import socket
+    import tempfile
+
+    spec = importlib.util.spec_from_file_location("warm_for_test", WARM)
+    warm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(warm)
+    shared = Path(tempfile.mkdtemp())  # reachable for nobody (pytest's own tmp folders are root's alone)
+    try:
+        shared.chmod(0o777)
+        shutil.copy(WARM, shared / "warm.py")
+        path = shared / "socket"
+
+        def as_nobody(code):
+            return subprocess.Popen([SYSTEM_PYTHON, "-c", f"import sys; sys.path.insert(0, {str(shared)!r}); import warm\n{code}"],
+                                    env={"STEERFLOW_WARM_SOCKET": str(path)}, cwd=shared, user=65534, group=65534,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+        with socket.socket(socket.AF_UNIX) as listener:
+            listener.bind(str(path))
+            path.chmod(0o777)
+            listener.listen(2)
+            job = as_nobody("warm.start(); print('ran cold')")
+            listener.accept()[0].close()
+            out, err = job.communicate(timeout=60)
+            assert out.strip() == "ran cold" and "runs as uid 0, not 65534; starting cold" in err, out + err
+
+            intruder = as_nobody(f"import socket; s = socket.socket(socket.AF_UNIX); s.connect({str(path)!r})\n"
+                                 "try: print(warm._handoff(s, ['job.py']))\n"
+                                 "except OSError as e: print('closed:', type(e).__name__)")
+            conn = listener.accept()[0]
+            monkeypatch.setattr(os, "fork", lambda: pytest.fail("forked a job for another user"))
+            assert warm._start(conn, []) is None
+            out, err = intruder.communicate(timeout=60)
+            # closed unread: no answer and no reason (a server that read the request would decline with one)
+            assert out.strip() in ("warm server went away", "closed: BrokenPipeError", "closed: ConnectionResetError"), \
+                out + err
+    finally:
+        shutil.rmtree(shared)
